@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import math
 import pickle
 import tracemalloc
 from collections.abc import Callable
@@ -107,18 +106,17 @@ def test_round_trip_realistic_chunk_is_exact() -> None:
 @pytest.mark.parametrize("code", sorted(chunk_module.ALLOWED_DTYPES))
 def test_round_trip_every_allowed_dtype(code: str) -> None:
     chunk = make_chunk(5, 4)
+    dtype = np.dtype(code)
     rng = np.random.default_rng(1)
-    raw = rng.integers(0, 2 if code == "|b1" else 256, (5, 3, 2, 4), dtype=np.uint8)
-    arr = raw.view(np.uint8).reshape(-1)[: 5 * 3 * 2 * 4].copy()
-    value = np.frombuffer(raw.tobytes(), dtype=np.dtype(code)) if code == "|b1" else None
-    itemsize = np.dtype(code).itemsize
-    buf = rng.integers(0, 256, 5 * 6 * itemsize, dtype=np.uint8).tobytes() if code != "|b1" else arr.tobytes()
-    value = np.frombuffer(buf, np.dtype(code)).reshape(5, 6).copy()
-    if value.dtype.kind == "f":
+    high = 2 if dtype.kind == "b" else 256
+    value = np.frombuffer(rng.integers(0, high, 30 * dtype.itemsize, dtype=np.uint8).tobytes(), dtype)
+    value = value.reshape(5, 6).copy()
+    if dtype.kind == "f":
         value[~np.isfinite(value)] = 1.5  # NaN payloads differ bitwise; keep the test exact.
     chunk.obs["extra"] = value
     out = decode_chunk(encode_chunk(chunk))
-    assert out.obs["extra"].dtype == value.dtype and out.obs["extra"].tobytes() == value.tobytes()
+    assert out.obs["extra"].dtype == dtype and out.obs["extra"].tobytes() == value.tobytes()
+    assert out.equals(chunk)
 
 
 def test_round_trip_edge_shapes_and_big_endian_input() -> None:
@@ -180,7 +178,7 @@ def _inf_action(c: SequenceChunk) -> None:
 
 
 def _orphan_terminal(c: SequenceChunk) -> None:
-    c.is_terminal[1] = True
+    c.is_terminal[3] = True
 
 
 INVALID_CHUNKS: list[tuple[str, Callable[[SequenceChunk], None], str]] = [
@@ -201,7 +199,7 @@ INVALID_CHUNKS: list[tuple[str, Callable[[SequenceChunk], None], str]] = [
     ("dotted name", _set_obs("a..b", lambda c: c.obs["image"]), r"'a\.\.b'"),
     ("long name", _set_obs("a" * 33, lambda c: c.obs["image"]), r"'a{33}'"),
     ("reserved name", _set_obs("reward", lambda c: c.obs["proprio"]), r"'reward' is reserved"),
-    ("orphan terminal", _orphan_terminal, r"'is_terminal'.*rows \[1\]"),
+    ("orphan terminal", _orphan_terminal, r"'is_terminal'.*rows \[3\]"),
     ("split", _set("split", "test"), r"split.*'test'"),
     ("negative version", _set("policy_version", -1), r"policy_version: -1 out of range"),
     ("huge seq", _set("seq", 2**63), r"seq: 9223372036854775808 out of range"),
@@ -221,8 +219,6 @@ def test_validate_and_decode_reject_the_same_chunks(label: str, mutate: Callable
         chunk.validate()
     with pytest.raises(ChunkFormatError, match=match):
         encode_chunk(chunk)
-    if label == "complex":
-        return  # numpy complex dtype strings are rejected by name below; nothing else to send.
     with pytest.raises(ChunkFormatError):
         decode_chunk(raw_encode(chunk))
 
@@ -254,8 +250,8 @@ def _edit(fn: Callable[[dict[str, Any]], Any]) -> bytes:
     return _pack(header)
 
 
-def _edit_field(name: str, **changes: Any) -> bytes:
-    return _edit(lambda h: field(h, name).update(changes))
+def _edit_field(target: str, /, **changes: Any) -> bytes:
+    return _edit(lambda h: field(h, target).update(changes))
 
 
 def _drop_field(name: str) -> bytes:
@@ -486,8 +482,11 @@ msgpack_values = st.recursive(
 def test_arbitrary_msgpack_structures_are_rejected(value: Any) -> None:
     with pytest.raises(ChunkFormatError):
         decode_chunk(_pack(value))
-    with pytest.raises(ChunkFormatError):
-        decode_chunks(_pack(value)) if not (isinstance(value, list) and not value) else decode_chunk(b"")
+    try:
+        batch = decode_chunks(_pack(value))
+    except ChunkFormatError:
+        return
+    assert batch == []  # only the empty batch is a valid batch here
 
 
 @FUZZ
@@ -518,8 +517,3 @@ def test_random_bytes_are_rejected(data: bytes) -> None:
     if data != b"\x90":  # the one valid empty batch
         with pytest.raises(ChunkFormatError):
             decode_chunks(data)
-
-
-def test_math_prod_guard_matches_numpy_for_sane_shapes() -> None:
-    for shape in ([4], [4, 0, 3], [4, 8, 8, 3]):
-        assert math.prod(shape) == int(np.prod(shape))

@@ -152,7 +152,9 @@ class SequenceChunk:
         if [n for n, _ in mine] != [n for n, _ in theirs]:
             return False
         return all(
-            a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+            a.dtype == b.dtype
+            and a.shape == b.shape
+            and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
             for (_, a), (_, b) in zip(mine, theirs)
         )
 
@@ -167,6 +169,7 @@ def _dtype_code(dtype: np.dtype) -> str:
 
 
 def _check_int(key: str, value: Any, lo: int = 0, hi: int = MAX_INT) -> int:
+    """``value`` as an int in ``[lo, hi]`` (Python or numpy int, never bool)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ChunkFormatError(f"{key}: expected an int, got {type(value).__name__} {value!r:.80}")
     if not lo <= int(value) <= hi:
@@ -175,6 +178,7 @@ def _check_int(key: str, value: Any, lo: int = 0, hi: int = MAX_INT) -> int:
 
 
 def _check_str(key: str, value: Any, *, nonempty: bool = False) -> str:
+    """``value`` as a str of at most ``MAX_STR_LEN`` characters (and non-empty if asked)."""
     if not isinstance(value, str):
         raise ChunkFormatError(f"{key}: expected a str, got {type(value).__name__} {value!r:.80}")
     if len(value) > MAX_STR_LEN or (nonempty and not value):
@@ -183,6 +187,7 @@ def _check_str(key: str, value: Any, *, nonempty: bool = False) -> str:
 
 
 def _check_metadata(meta: dict[str, Any]) -> None:
+    """The scalar metadata: ints in range, bounded strings, a known split."""
     for key in _INT_META:
         _check_int(key, meta[key])
     _check_str("env_name", meta["env_name"], nonempty=True)
@@ -199,6 +204,7 @@ def _check_length(reward: Any) -> int:
 
 
 def _check_name(name: Any, *, obs: bool) -> str:
+    """A field name matching ``FIELD_NAME_RE``; observation names must not be reserved."""
     if not isinstance(name, str) or not FIELD_NAME_RE.match(name):
         raise ChunkFormatError(f"field name {name!r:.80} does not match {FIELD_NAME_RE.pattern}")
     if obs and name in RESERVED_FIELDS:
@@ -207,6 +213,7 @@ def _check_name(name: Any, *, obs: bool) -> str:
 
 
 def _describe(arr: Any) -> str:
+    """A short description of ``arr`` for error messages."""
     if isinstance(arr, np.ndarray):
         return f"array dtype={arr.dtype.str} shape={list(arr.shape)}"
     return f"{type(arr).__name__}"
@@ -221,7 +228,9 @@ def _check_array(name: str, arr: Any, length: int) -> None:
             f"field {name!r}: dtype {arr.dtype.str!r} not allowed (allowed: {sorted(ALLOWED_DTYPES)})"
         )
     if not 1 <= arr.ndim <= MAX_NDIM:
-        raise ChunkFormatError(f"field {name!r}: ndim {arr.ndim} not in [1, {MAX_NDIM}], shape {list(arr.shape)}")
+        raise ChunkFormatError(
+            f"field {name!r}: ndim {arr.ndim} not in [1, {MAX_NDIM}], shape {list(arr.shape)}"
+        )
     if arr.shape[0] != length:
         raise ChunkFormatError(
             f"field {name!r}: leading dim {arr.shape[0]} != T={length} (from reward), shape {list(arr.shape)}"
@@ -246,7 +255,9 @@ def _check_semantics(chunk: SequenceChunk) -> None:
     """Per-field dtype/rank rules: float32 finite action/reward, bool flags, uint8 images."""
     _require("action", chunk.action, "<f4", 2, finite=True)
     if chunk.action.shape[1] < 1:
-        raise ChunkFormatError(f"field 'action': action dim must be >= 1, shape {list(chunk.action.shape)}")
+        raise ChunkFormatError(
+            f"field 'action': action dim must be >= 1, shape {list(chunk.action.shape)}"
+        )
     _require("reward", chunk.reward, "<f4", 1, finite=True)
     for name in FLAG_FIELDS:
         _require(name, getattr(chunk, name), "|b1", 1)
@@ -263,6 +274,7 @@ def _check_semantics(chunk: SequenceChunk) -> None:
 
 
 def _encode_field(name: str, arr: np.ndarray) -> dict[str, Any]:
+    """One wire entry; ``data`` is a zero-copy byte view of the little-endian C-order array."""
     code = _dtype_code(arr.dtype)
     contiguous = np.ascontiguousarray(arr, dtype=ALLOWED_DTYPES[code])
     data: bytes | memoryview = memoryview(contiguous).cast("B") if contiguous.size else b""
@@ -284,7 +296,9 @@ def encode_chunk(chunk: SequenceChunk) -> bytes:
 def encode_chunks(chunks: Sequence[SequenceChunk]) -> bytes:
     """Encode several chunks for one batched push: a msgpack array of encoded chunks (bin)."""
     if len(chunks) > DEFAULT_MAX_CHUNKS:
-        raise ChunkFormatError(f"chunks: {len(chunks)} chunks, at most {DEFAULT_MAX_CHUNKS} per batch")
+        raise ChunkFormatError(
+            f"chunks: {len(chunks)} chunks, at most {DEFAULT_MAX_CHUNKS} per batch"
+        )
     return msgpack.packb([encode_chunk(chunk) for chunk in chunks], use_bin_type=True)
 
 
@@ -293,6 +307,7 @@ def encode_chunks(chunks: Sequence[SequenceChunk]) -> bytes:
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
+    """``ext_hook`` for msgpack: extension types are never accepted."""
     raise ChunkFormatError(f"msgpack extension type {code} ({len(data)} bytes) is not allowed")
 
 
@@ -312,7 +327,9 @@ def _unpack(data: Any, max_bytes: int, *, max_array_len: int, max_map_len: int) 
     except ChunkFormatError:
         raise
     except Exception as exc:  # msgpack raises ValueError/TypeError subclasses on bad input.
-        raise ChunkFormatError(f"payload: not a single valid msgpack message ({type(exc).__name__}: {exc})") from exc
+        raise ChunkFormatError(
+            f"payload: not a single valid msgpack message ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _check_header(top: Any) -> dict[str, Any]:
@@ -321,11 +338,14 @@ def _check_header(top: Any) -> dict[str, Any]:
         raise ChunkFormatError(f"payload: top level must be a map, got {type(top).__name__}")
     schema = top.get("schema")
     if type(schema) is not int or schema != SCHEMA_VERSION:
-        raise ChunkFormatError(f"header 'schema': unsupported schema version {schema!r:.40}, expected {SCHEMA_VERSION}")
+        raise ChunkFormatError(
+            f"header 'schema': unsupported schema version {schema!r:.40}, expected {SCHEMA_VERSION}"
+        )
     keys = set(top)
     if keys != HEADER_KEYS:
         raise ChunkFormatError(
-            f"header: missing keys {sorted(HEADER_KEYS - keys)}, unexpected keys {sorted(map(repr, keys - HEADER_KEYS))}"
+            f"header: missing keys {sorted(HEADER_KEYS - keys)}, "
+            f"unexpected keys {sorted(map(repr, keys - HEADER_KEYS))}"
         )
     _check_int("header 'length'", top["length"], MIN_LENGTH, MAX_LENGTH)
     _check_metadata(top)
@@ -335,12 +355,17 @@ def _check_header(top: Any) -> dict[str, Any]:
 
 
 def _check_shape(name: str, shape: Any, length: int) -> tuple[int, ...]:
+    """A wire shape: 1..MAX_NDIM ints in ``[0, MAX_DIM]`` with leading dim ``length``."""
     if not isinstance(shape, list) or not 1 <= len(shape) <= MAX_NDIM:
-        raise ChunkFormatError(f"field {name!r}: shape must be a list of 1..{MAX_NDIM} ints, got {shape!r:.80}")
+        raise ChunkFormatError(
+            f"field {name!r}: shape must be a list of 1..{MAX_NDIM} ints, got {shape!r:.80}"
+        )
     for dim in shape:
         _check_int(f"field {name!r} shape {shape!r:.80}", dim, 0, MAX_DIM)
     if shape[0] != length:
-        raise ChunkFormatError(f"field {name!r}: leading dim {shape[0]} != header length T={length}, shape {shape}")
+        raise ChunkFormatError(
+            f"field {name!r}: leading dim {shape[0]} != header length T={length}, shape {shape}"
+        )
     return tuple(shape)
 
 
@@ -352,7 +377,9 @@ def _decode_field(entry: Any, length: int) -> tuple[str, np.ndarray]:
     name = _check_name(entry["name"], obs=False)
     code = entry["dtype"]
     if not isinstance(code, str) or code not in ALLOWED_DTYPES:
-        raise ChunkFormatError(f"field {name!r}: dtype {code!r:.40} not allowed (allowed: {sorted(ALLOWED_DTYPES)})")
+        raise ChunkFormatError(
+            f"field {name!r}: dtype {code!r:.40} not allowed (allowed: {sorted(ALLOWED_DTYPES)})"
+        )
     dtype = ALLOWED_DTYPES[code]
     shape = _check_shape(name, entry["shape"], length)
     data = entry["data"]
@@ -369,6 +396,7 @@ def _decode_field(entry: Any, length: int) -> tuple[str, np.ndarray]:
 
 
 def _decode_fields(entries: list[Any], length: int) -> dict[str, np.ndarray]:
+    """All field entries as arrays by name: no duplicates, the reserved fields present."""
     arrays: dict[str, np.ndarray] = {}
     for entry in entries:
         name, arr = _decode_field(entry, length)
@@ -396,13 +424,15 @@ def decode_chunk(
     Raises:
         ChunkFormatError: For anything malformed or hostile; the message names the field.
     """
-    header = _check_header(_unpack(data, max_bytes, max_array_len=MAX_FIELDS, max_map_len=2 * len(HEADER_KEYS)))
+    top = _unpack(data, max_bytes, max_array_len=MAX_FIELDS, max_map_len=2 * len(HEADER_KEYS))
+    header = _check_header(top)
     length = header["length"]
     if expected_length is not None and length != expected_length:
         raise ChunkFormatError(f"header 'length': T={length} != expected_length={expected_length}")
     arrays = _decode_fields(header["fields"], length)
     reserved = {name: arrays.pop(name) for name in RESERVED_FIELDS}
-    chunk = SequenceChunk(obs=arrays, **reserved, **{key: header[key] for key in (*_INT_META, *_STR_META)})
+    meta = {key: header[key] for key in (*_INT_META, *_STR_META)}
+    chunk = SequenceChunk(obs=arrays, **reserved, **meta)
     chunk.validate()
     return chunk
 
@@ -419,7 +449,7 @@ def decode_chunks(
     Raises:
         ChunkFormatError: If the batch or any chunk is malformed (the message names the index).
     """
-    top = _unpack(data, max_bytes, max_array_len=max_count, max_map_len=0)
+    top = _unpack(data, max_bytes, max_array_len=max_count, max_map_len=2 * len(HEADER_KEYS))
     if not isinstance(top, list):
         raise ChunkFormatError(f"payload: a batch must be a msgpack array, got {type(top).__name__}")
     chunks = []

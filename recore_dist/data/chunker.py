@@ -138,7 +138,9 @@ class SequenceChunker:
         for name, value in obs.items():
             if name not in FLAG_FIELDS:
                 if not isinstance(name, str) or not FIELD_NAME_RE.match(name) or name in RESERVED_FIELDS:
-                    raise ValueError(f"obs key {name!r} is reserved or does not match {FIELD_NAME_RE.pattern}")
+                    raise ValueError(
+                        f"obs key {name!r} is reserved or does not match {FIELD_NAME_RE.pattern}"
+                    )
                 rows[name] = np.asarray(value)
         if not rows:
             raise ValueError(f"obs has no observation field besides the flags; got keys {sorted(obs)}")
@@ -146,17 +148,22 @@ class SequenceChunker:
         rows["reward"] = np.asarray(reward, dtype=np.float32)
         for name in FLAG_FIELDS:
             rows[name] = np.asarray(obs[name])
-            if rows[name].dtype != np.bool_ or rows[name].shape != (k,):
-                raise ValueError(f"obs[{name!r}] must be bool [{k}], got {rows[name].dtype} {rows[name].shape}")
+            flag = rows[name]
+            if flag.dtype != np.bool_ or flag.shape != (k,):
+                raise ValueError(f"obs[{name!r}] must be bool [{k}], got {flag.dtype} {flag.shape}")
         if rows["action"].ndim != 2 or rows["reward"].shape != (k,):
-            raise ValueError(f"action must be [{k}, A] and reward [{k}], got {rows['action'].shape}, {rows['reward'].shape}")
+            raise ValueError(
+                f"action must be [{k}, A] and reward [{k}], got {rows['action'].shape}, {rows['reward'].shape}"
+            )
         for name, row in rows.items():
             if row.ndim < 1 or row.shape[0] != k:
                 raise ValueError(f"{name!r}: leading dim must be num_envs={k}, got shape {row.shape}")
         return rows
 
     def _check_meta(self, policy_version: int, intervention_ids: Sequence[str], splits: Sequence[str]) -> None:
-        if isinstance(policy_version, bool) or not isinstance(policy_version, (int, np.integer)) or policy_version < 0:
+        """Version >= 0, one intervention id (str) and one known split per env."""
+        is_int = isinstance(policy_version, (int, np.integer)) and not isinstance(policy_version, bool)
+        if not is_int or policy_version < 0:
             raise ValueError(f"policy_version must be an int >= 0, got {policy_version!r}")
         if len(intervention_ids) != self.num_envs or not all(isinstance(i, str) for i in intervention_ids):
             raise ValueError(f"intervention_ids must be {self.num_envs} strs, got {intervention_ids!r}")

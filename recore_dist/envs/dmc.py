@@ -169,7 +169,7 @@ class DMCEnv(gym.Env):
         """One pass for the image (+ depth when the camera is nominal), then targets as needed."""
         iv, cam, want = self.interventions, self._camera, self._want
         config = iv.config
-        pose = iv.camera_pose(cam.nominal_pose()) if config.camera else None
+        pose = iv.camera_transform()
         need_depth_pass = config.background or (want["depth"] and pose is None)
         image, depth = cam.render(depth=need_depth_pass, pose=pose, skybox=not config.background)
         out: dict[str, np.ndarray] = {}
@@ -177,6 +177,9 @@ class DMCEnv(gym.Env):
             image = iv.composite(image, depth)
         out["image"] = image
         nominal_depth = depth if pose is None else None
+        if want["segmentation"]:  # nominal camera; its pass also gives the nominal depth
+            out["segmentation"], seg_depth = cam.segmentation(depth=True)
+            nominal_depth = seg_depth if nominal_depth is None else nominal_depth
         if want["clean_image"] or (want["depth"] and nominal_depth is None):
             if config.active:
                 iv.restore_colours()
@@ -189,8 +192,6 @@ class DMCEnv(gym.Env):
                 out["clean_image"] = clean
         if want["depth"]:
             out["depth"] = np.minimum(nominal_depth, self.max_depth)[..., None]
-        if want["segmentation"]:
-            out["segmentation"] = cam.segmentation()
         return out
 
 

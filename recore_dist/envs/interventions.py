@@ -28,7 +28,7 @@ Actual values from normalised ``v``:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import mujoco
 import numpy as np
@@ -258,10 +258,12 @@ class Interventions:
         self._physics.model.geom_rgba[:] = self._geom_rgba0
 
     # -- camera ----------------------------------------------------------------------------
-    def camera_pose(self, nominal: Pose) -> Pose | None:
-        """The perturbed camera pose, or None when the camera is not intervened on."""
-        if self._camera_value is None:
-            return None
+    def camera_transform(self) -> Callable[[Pose], Pose] | None:
+        """Maps the nominal camera pose to the intervened one (None: camera not intervened on)."""
+        return None if self._camera_value is None else self.camera_pose
+
+    def camera_pose(self, nominal: Pose) -> Pose:
+        """The perturbed camera pose for a nominal pose at the current state."""
         v, s = self._camera_value, self.config.scale
         elevation, azimuth, roll = (v[:3] * np.pi / 2 * s).tolist()
         zoom = 1.0 + v[3] * (0.5 if v[3] < 0 else 1.5) * s

@@ -15,6 +15,7 @@ for fixed and tracking cameras alike and never touch the model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import mujoco
 import numpy as np
@@ -34,6 +35,10 @@ class Pose:
     pos: np.ndarray
     forward: np.ndarray
     up: np.ndarray
+
+
+PoseTransform = Callable[[Pose], Pose]
+"""Maps the model camera's nominal pose (at the current state) to the pose to render from."""
 
 
 class FastCamera:
@@ -89,12 +94,14 @@ class FastCamera:
             ctx.call(mujoco.mjr_setBuffer, mujoco.mjtFramebuffer.mjFB_OFFSCREEN, physics.contexts.mujoco.ptr)
 
     # -- scene -------------------------------------------------------------------------------
-    def _update(self, pose: Pose | None) -> None:
+    def _update(self, pose: PoseTransform | None) -> None:
         model, data = self._physics.model, self._physics.data
         mujoco.mjv_updateScene(
             model.ptr, data.ptr, self._option, self._perturb, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
         )
         if pose is not None:
+            glcam = self._scene.camera[0]
+            pose = pose(Pose(glcam.pos.copy(), glcam.forward.copy(), glcam.up.copy()))
             for glcam in self._scene.camera:
                 glcam.pos[:] = pose.pos
                 glcam.forward[:] = pose.forward
@@ -116,7 +123,7 @@ class FastCamera:
 
     # -- public renders ----------------------------------------------------------------------
     def render(
-        self, *, depth: bool = False, pose: Pose | None = None, skybox: bool = True
+        self, *, depth: bool = False, pose: PoseTransform | None = None, skybox: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """RGB uint8 ``[H, W, 3]`` and, if asked, depth float32 ``[H, W]`` in metres, one pass.
 
@@ -142,15 +149,18 @@ class FastCamera:
         near, far = self.znear, self.zfar
         return (near / (1.0 - buffer * (1.0 - near / far))).astype(np.float32)
 
-    def segmentation(self, pose: Pose | None = None) -> np.ndarray:
-        """Semantic class per pixel, int32 ``[H, W]`` (0 = sky / no geom)."""
+    def segmentation(self, pose: PoseTransform | None = None, *, depth: bool = False):
+        """Semantic class per pixel, int32 ``[H, W]`` (0 = sky / no geom).
+
+        With ``depth=True`` returns ``(classes, depth_metres)`` from the same pass.
+        """
         self._update(pose)
         flags = self._scene.flags
         seg_flag, id_flag = mujoco.mjtRndFlag.mjRND_SEGMENT, mujoco.mjtRndFlag.mjRND_IDCOLOR
         flags[seg_flag], flags[id_flag] = 1, 1
         try:
             with self._physics.contexts.gl.make_current() as ctx:
-                ctx.call(self._draw, True, False)
+                ctx.call(self._draw, True, depth)
         finally:
             flags[seg_flag], flags[id_flag] = 0, 0
         buf = self._rgb[::-1].astype(np.int32)
@@ -160,7 +170,10 @@ class FastCamera:
             g = self._scene.geoms[i]
             if g.segid >= 0:
                 lut[g.segid + 1] = self._geom_class[g.objid] if g.objtype == _GEOM else self.other_class
-        return lut[np.clip(segid, 0, self._scene.ngeom)]
+        classes = lut[np.clip(segid, 0, self._scene.ngeom)]
+        if depth:
+            return classes, self.depth_to_metres(self._depth[::-1])
+        return classes
 
     # -- geometry ----------------------------------------------------------------------------
     def _view_rays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
