@@ -145,7 +145,7 @@ def run(config: CollectConfig, *, progress: bool = True) -> dict:
     runners = [actor_cls.remote(i, config.env, num_envs=config.envs_per_runner, chunk_length=config.chunk_length,
                                 seed=config.seed + 1000 * i, torch_threads=config.torch_threads)
                for i in range(config.num_runners)]
-    heldout = Collector(-1, config.env, num_envs=1, chunk_length=config.chunk_length, seed=config.seed + 99,
+    heldout = Collector(config.num_runners, config.env, num_envs=1, chunk_length=config.chunk_length, seed=config.seed + 99,
                         split="heldout")
     frames = chunks = 0
     returns: list[float] = []

@@ -11,7 +11,7 @@ Observations are a ``gymnasium.spaces.Dict``:
   body of the agent). ``env.num_classes`` tells the head's size.
 - ``clean_image``: uint8 ``[H, W, 3]``, the same state rendered without any intervention, when
   ``clean_image=True`` (the denoising target).
-- ``is_first``, ``is_last``, ``is_terminal``: numpy ``bool_`` scalars. **The flags live in the
+- ``is_first``, ``is_last``, ``is_terminal``: 0-d numpy bool arrays. **The flags live in the
   observation**, as in dreamerv3's ``embodied``: ``reset`` returns ``is_first=True``; the step
   that ends an episode returns ``is_last=True`` and ``is_terminal=terminated`` (time-limit
   truncation is ``is_last`` without ``is_terminal``). ``terminated``/``truncated`` of the
@@ -73,7 +73,7 @@ def action_space(dim: int) -> gym.spaces.Box:
 
 def flags(first: bool, last: bool, terminal: bool) -> dict[str, np.bool_]:
     """The three episode flags as numpy booleans."""
-    return {"is_first": np.bool_(first), "is_last": np.bool_(last), "is_terminal": np.bool_(terminal)}
+    return {"is_first": np.array(first, bool), "is_last": np.array(last, bool), "is_terminal": np.array(terminal, bool)}
 
 
 def check_size(size: int) -> int:

@@ -103,7 +103,10 @@ from typing import Any, Iterable, Mapping  # noqa: E402
 import gymnasium as gym  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
+from dm_control import _render as dm_render  # noqa: E402
 from dm_control import mujoco as dm_mujoco  # noqa: E402
+from dm_control.mujoco import engine as dm_engine  # noqa: E402
+from dm_control.mujoco.wrapper import core as dm_core  # noqa: E402
 
 from recore_dist.envs import base  # noqa: E402
 from recore_dist.envs.render import FastCamera  # noqa: E402
@@ -606,12 +609,35 @@ def scene_xml(spec: SceneSpec, *, size: int, goal_marker: bool = False) -> str:
 """
 
 
+def _shared_gl_context(size: int):
+    """One GL context for all scenes of an env (held by the env through its refcount)."""
+    gl = dm_render.Renderer(max_width=size, max_height=size)
+    gl.increment_refcount()
+    return gl
+
+
+def _attach_gl(physics, gl) -> None:
+    """Give ``physics`` a MuJoCo render context on the shared GL context ``gl``.
+
+    The first ``MjrContext`` made on a fresh GL context costs ~120 ms in software GL (one-time
+    driver set-up); later ones ~5 ms. dm_control makes one GL context per ``Physics``, so a
+    scene switch would pay the 120 ms every time; sharing one GL context avoids that. dm_control
+    refcounts GL contexts: ``physics.free()`` releases this scene's ``MjrContext`` and leaves the
+    shared GL context alive while other holders remain.
+    """
+    ctx = dm_core.MjrContext(physics.model, gl)
+    with physics._contexts_lock:  # dm_control has no public hook for a shared context
+        physics._contexts = dm_engine.Contexts(gl=gl, mujoco=ctx)
+
+
 class _Scene:
     """A compiled scene: physics, camera, planner and geom classes."""
 
-    def __init__(self, spec: SceneSpec, *, size: int, goal_marker: bool):
+    def __init__(self, spec: SceneSpec, *, size: int, goal_marker: bool, gl=None):
         self.spec = spec
         self.physics = dm_mujoco.Physics.from_xml_string(scene_xml(spec, size=size, goal_marker=goal_marker))
+        if gl is not None:
+            _attach_gl(self.physics, gl)
         model = self.physics.model
         names = [model.id2name(g, "geom") for g in range(model.ngeom)]
         classes = np.zeros(model.ngeom, np.int32)
@@ -711,6 +737,7 @@ class PointGoalNavEnv(gym.Env):
         self.action_space = base.action_space(2)
         self._rng = np.random.default_rng(seed)
         self._cache: dict[int, _Scene] = {}
+        self._gl = None
         self._scene: _Scene | None = None
         self._field: GoalField | None = None
         self._goal = np.zeros(2)
@@ -780,7 +807,9 @@ class PointGoalNavEnv(gym.Env):
                 for old in self._cache.values():
                     old.free()
                 self._cache.clear()
-            scene = _Scene(self.scenes[index], size=self.size, goal_marker=self.goal_marker)
+            if self._gl is None:
+                self._gl = _shared_gl_context(self.size)
+            scene = _Scene(self.scenes[index], size=self.size, goal_marker=self.goal_marker, gl=self._gl)
             self._cache[index] = scene
         self._scene = scene
         return scene
@@ -889,6 +918,10 @@ class PointGoalNavEnv(gym.Env):
             scene.free()
         self._cache.clear()
         self._scene = None
+        if self._gl is not None:
+            self._gl.decrement_refcount()
+            self._gl.free()
+            self._gl = None
 
     # -- helpers -----------------------------------------------------------------------------
     def metrics(self, clear: bool = False) -> dict[str, float]:

@@ -1,0 +1,46 @@
+"""Config loading: presets, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recore_dist import config
+from recore_dist.collect import CollectConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_presets_load(preset):
+    cfg = config.load(CollectConfig, CONFIGS / preset)
+    assert cfg.env.name.partition(":")[0] in ("dmc", "nav", "igibson")
+
+
+def test_overrides_and_round_trip(tmp_path):
+    cfg = config.load(CollectConfig, CONFIGS / "quickstart.yaml", ["env.size=84", "num_runners=3", "env.dynamic=false"])
+    assert (cfg.env.size, cfg.num_runners, cfg.env.dynamic) == (84, 3, False)
+    config.save(cfg, tmp_path / "c.yaml")
+    assert config.load(CollectConfig, tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("env.sise=84", "'env.sise'"),
+        ("nope=1", "'nope'"),
+        ("env.size=big", "env.size='big' must be an int"),
+        ("env.depth=1", "env.depth=1 must be a bool"),
+        ("env.difficulty=extreme", "env.difficulty='extreme' must be one of"),
+        ("seed", "key=value"),
+    ],
+)
+def test_errors_name_the_key(override, message):
+    with pytest.raises(config.ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        config.load(CollectConfig, None, [override])
+
+
+def test_missing_file():
+    with pytest.raises(config.ConfigError, match="does not exist"):
+        config.load(CollectConfig, "configs/none.yaml")
