@@ -201,7 +201,8 @@ def _make_flat_folder(root, n_png=6):
     for k in range(n_png):
         _png(root / f"img{k:02d}.png", 30 + k, 50, (10 * k, 100, 200))
     _gif(root / "anim.gif", 5)
-    np.save(root / "clip.npy", np.random.default_rng(0).integers(0, 255, (7, 24, 36, 3), dtype=np.uint8))
+    clip = np.random.default_rng(0).integers(0, 255, (7, 24, 36, 3), dtype=np.uint8)
+    np.save(root / "clip.npy", clip)
     (root / "notes.txt").write_text("ignored")
 
 
@@ -244,7 +245,9 @@ def test_folder_hash_split(tmp_path):
     assert train <= {rel for rel, _ in splits2["train"]}
     assert held <= {rel for rel, _ in splits2["heldout"]}
 
-    pools = {s: BackgroundPool(s, "hard", folder=str(tmp_path), size=24) for s in ("train", "heldout")}
+    pools = {
+        s: BackgroundPool(s, "hard", folder=str(tmp_path), size=24) for s in ("train", "heldout")
+    }
     assert not set(pools["train"].ids) & set(pools["heldout"].ids)
     assert len(pools["train"]) + len(pools["heldout"]) == 9
     for pool in pools.values():

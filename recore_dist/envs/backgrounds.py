@@ -158,7 +158,7 @@ def _interp_matrix(coords: np.ndarray, g: int) -> np.ndarray:
 
 
 def _noise_field(rng: np.random.Generator, size: int, num_frames: int) -> np.ndarray:
-    """Drifting fractal value noise, ``[F, H, W]`` float32 in [0, 1]."""
+    """Drifting fractal value noise, ``[F, H, W]`` float32 in (0, 1)."""
     t = np.arange(num_frames, dtype=np.float32)[:, None]
     pix = ((np.arange(size, dtype=np.float32) + 0.5) / size)[None, :]
     base = int(rng.integers(2, 5))
@@ -185,8 +185,9 @@ def _noise_field(rng: np.random.Generator, size: int, num_frames: int) -> np.nda
         total += amp * (ay @ lat @ ax.transpose(0, 2, 1))
         amp_sum += amp
     total /= amp_sum
-    lo, hi = float(total.min()), float(total.max())
-    return (total - lo) / max(hi - lo, 1e-6)
+    # Fixed per-pixel squashing (no per-video min/max), so frame f does not depend on num_frames.
+    # The field's std is ~0.3-0.6; tanh(1.6 x) spreads it over most of [0, 1].
+    return (0.5 + 0.5 * np.tanh(1.6 * total)).astype(np.float32)
 
 
 def _palette(rng: np.random.Generator, values: np.ndarray) -> np.ndarray:
@@ -296,7 +297,9 @@ def procedural_video(
     """
     seed = _check_seed(seed)
     if int(size) < 1 or int(num_frames) < 1:
-        raise ValueError(f"size and num_frames must be >= 1, got size={size}, num_frames={num_frames}")
+        raise ValueError(
+            f"size and num_frames must be >= 1, got size={size}, num_frames={num_frames}"
+        )
     size, num_frames = int(size), int(num_frames)
     if style is None:
         pick = np.random.default_rng(np.random.SeedSequence([seed, _STYLE_PICK_TAG]))
@@ -547,7 +550,9 @@ class BackgroundPool:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         if difficulty not in NUM_VIDEOS:
-            raise ValueError(f"unknown difficulty {difficulty!r}; expected one of {tuple(NUM_VIDEOS)}")
+            raise ValueError(
+                f"unknown difficulty {difficulty!r}; expected one of {tuple(NUM_VIDEOS)}"
+            )
         if int(size) < 1 or int(num_frames) < 1:
             raise ValueError("size and num_frames must be >= 1")
         self.split = split

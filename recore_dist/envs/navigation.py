@@ -493,30 +493,61 @@ class GeodesicPlanner:
             pred[c] = int(np.argmin(cand))
         return GoalField(goal=goal, dist=dist, pred=pred)
 
-    def distance(self, p: np.ndarray, gf: GoalField) -> float:
-        """Geodesic distance from ``p`` to the field's goal (``inf`` if ``p`` is inside a wall)."""
+    def free_point(self, p: np.ndarray) -> np.ndarray:
+        """``p`` itself if it is outside every inflated box, else the nearest point just outside.
+
+        The robot centre cannot enter the default inflation (see the module docstring), but a
+        planner with a larger margin (a scripted controller's) can see it inside a box.
+        """
         p = np.asarray(p, np.float64)
+        lo, hi = self.rects[:, :2], self.rects[:, 2:]
+        containing = np.all((p > lo) & (p < hi), axis=1)
+        if not containing.any():
+            return p
+        step = 1e-6
+        cands = []
+        for x0, y0, x1, y1 in self.rects[containing]:
+            cands += [(x0 - step, p[1]), (x1 + step, p[1]), (p[0], y0 - step), (p[0], y1 + step)]
+        cands = np.asarray(cands)
+        free = ~np.any(np.all((cands[:, None] > lo[None]) & (cands[:, None] < hi[None]), axis=2), axis=1)
+        if not free.any():  # a corner region of overlapping boxes: take the nearest corner vertex
+            cands = self.vertices if len(self.vertices) else cands
+            free = np.ones(len(cands), bool)
+        d = np.where(free, np.linalg.norm(cands - p, axis=1), np.inf)
+        return cands[int(np.argmin(d))]
+
+    def distance(self, p: np.ndarray, gf: GoalField) -> float:
+        """Geodesic distance from ``p`` to the field's goal.
+
+        A point inside an inflated box is first moved to the nearest free point (that offset is
+        added to the distance).
+        """
+        p = np.asarray(p, np.float64)
+        q = self.free_point(p)
+        offset = float(np.linalg.norm(q - p))
         targets = np.concatenate([gf.goal[None], self.vertices])
-        vis = self.visible(p, targets)
+        vis = self.visible(q, targets)
         if vis[0]:
-            return float(np.linalg.norm(gf.goal - p))
+            return offset + float(np.linalg.norm(gf.goal - q))
         if len(self.vertices) == 0:
             return math.inf
-        costs = np.where(vis[1:], np.linalg.norm(self.vertices - p, axis=1) + gf.dist, np.inf)
-        return float(costs.min())
+        costs = np.where(vis[1:], np.linalg.norm(self.vertices - q, axis=1) + gf.dist, np.inf)
+        return offset + float(costs.min())
 
     def path(self, p: np.ndarray, gf: GoalField) -> np.ndarray:
         """Waypoints ``[K, 2]`` of a shortest path from ``p`` (excluded) to the goal (included)."""
         p = np.asarray(p, np.float64)
+        q = self.free_point(p)
+        head = [q] if np.any(q != p) else []
         targets = np.concatenate([gf.goal[None], self.vertices])
-        vis = self.visible(p, targets)
+        vis = self.visible(q, targets)
         if vis[0] or len(self.vertices) == 0:
-            return gf.goal[None].copy()
-        costs = np.where(vis[1:], np.linalg.norm(self.vertices - p, axis=1) + gf.dist, np.inf)
+            return np.asarray(head + [gf.goal])
+        costs = np.where(vis[1:], np.linalg.norm(self.vertices - q, axis=1) + gf.dist, np.inf)
         node = int(np.argmin(costs))
         if not np.isfinite(costs[node]):
-            return gf.goal[None].copy()
-        out = []
+            return np.asarray(head + [gf.goal])
+        out = head
         for _ in range(len(self.vertices) + 1):
             out.append(self.vertices[node])
             if gf.pred[node] < 0:
@@ -735,7 +766,8 @@ class PointGoalNavEnv(gym.Env):
             size=self.size, proprio_dim=PROPRIO_DIM, num_classes=NUM_CLASSES, max_depth=self.max_depth, **self._want
         )
         self.action_space = base.action_space(2)
-        self._rng = np.random.default_rng(seed)
+        if seed is not None:  # seeds the first reset (gymnasium's generator, as reset(seed=...) does)
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(int(seed))
         self._cache: dict[int, _Scene] = {}
         self._gl = None
         self._scene: _Scene | None = None
@@ -816,13 +848,12 @@ class PointGoalNavEnv(gym.Env):
 
     # -- gymnasium API ---------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
+        super().reset(seed=seed)
         options = dict(options or {})
         index = options.pop("scene", self.fixed_scene)
         if options:
             raise ValueError(f"unknown reset options {sorted(options)}; supported: 'scene'")
-        rng = self._rng
+        rng = self.np_random
         if index is None:
             index = int(rng.integers(len(self.scenes)))
         elif not 0 <= int(index) < len(self.scenes):
@@ -967,7 +998,7 @@ class PointGoalNavEnv(gym.Env):
         if self.reward_distance == "euclidean":
             return float(np.linalg.norm(self._goal - xy))
         d = self.planner.distance(xy, self._field)
-        return d if math.isfinite(d) else self._potential  # inside an inflated wall: no progress
+        return d if math.isfinite(d) else self._potential
 
     def _info(self, *, collision: bool) -> dict[str, Any]:
         xy = np.array(self.physics.data.qpos[:2], np.float64)
