@@ -219,6 +219,31 @@ def test_layouts_are_connected_and_start_goal_apart():
     e.close()
 
 
+def test_uncached_scenes():
+    e = PointGoalNavEnv(seed=0, cache_scenes=False, num_scenes=3)
+    ids = set()
+    for k in (0, 1, 2, 0, 1):
+        obs, info = e.reset(options={"scene": k})
+        ids.add(info["scene_id"])
+        assert len(e._cache) == 1 and obs["image"].std() > 5
+    assert len(ids) == 3
+    e.close()
+
+
+def test_box_mesh_faces_point_outwards():
+    half, centre = np.array([1.5, 0.05, 0.5]), np.array([2.0, 3.0, 0.5])
+    verts, faces, uvs = nav.box_mesh(half, centre, repeat=2.0)
+    assert verts.shape == (24, 3) and faces.shape == (12, 3) and uvs.shape == (24, 2)
+    assert np.allclose(np.abs(verts), half)
+    for tri in faces:
+        a, b, c = verts[tri]
+        normal = np.cross(b - a, c - a)
+        assert normal @ ((a + b + c) / 3) > 0  # counter-clockwise seen from outside
+    # UVs are world metres x repeat: the +y face spans 3 m along x -> 6 texture units
+    plus_y = slice(8, 12)
+    assert np.ptp(uvs[plus_y, 0]) == pytest.approx(6.0) and np.ptp(uvs[plus_y, 1]) == pytest.approx(2.0)
+
+
 def test_cached_reset_is_fast(env):
     for k in range(len(env.scenes)):
         env.reset(options={"scene": k})
@@ -251,7 +276,6 @@ def test_success_by_scripted_controller():
     e = PointGoalNavEnv(seed=11)
     e.reset()
     shortest = e.shortest_path_length
-    total = 0.0
     obs, reward, terminated, truncated, info = _drive_to_goal(e)
     assert terminated and obs["is_terminal"] and obs["is_last"]
     assert info["success"] is True
@@ -261,7 +285,6 @@ def test_success_by_scripted_controller():
     assert info["distance"] < e.success_distance
     metrics = e.metrics()
     assert metrics["success_rate"] == 1.0 and metrics["spl"] == pytest.approx(info["spl"])
-    del total
     e.close()
 
 
@@ -304,6 +327,15 @@ def test_collision_penalty():
     # the wall stops the robot: its centre stays a robot radius from the wall face
     assert e.robot_pose[0] < wall_x - nav.WALL_THICKNESS / 2 - nav.ROBOT_RADIUS + 0.03
     assert abs(obs["proprio"][3]) < 0.1  # forward speed ~0 against the wall
+    e.close()
+
+
+@pytest.mark.filterwarnings("ignore:.*infinity")  # the contract's proprio Box is unbounded
+def test_gymnasium_env_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    e = PointGoalNavEnv(seed=0, depth=True, segmentation=True)
+    check_env(e, skip_render_check=True)
     e.close()
 
 
@@ -364,6 +396,20 @@ def test_detour_path():
     assert 7.0 < d < 10.0
     for p0, p1 in zip(np.vstack([start, waypoints[:-1]]), waypoints):
         assert not nav.segments_blocked(p0[None], p1[None], planner.rects)[0]
+
+
+def test_free_point_and_path_from_inside_a_wall_margin():
+    layout = _corridor_layout()
+    planner = GeodesicPlanner(layout, margin=0.25)
+    goal = layout.cell_center(2, 4)
+    field = planner.goal_field(goal)
+    inside = np.array([0.0, 0.25])  # 0.25 m from the wall line y=0.5: inside its inflated box
+    free = planner.free_point(inside)
+    np.testing.assert_allclose(free, [0.0, 0.5 - 0.05 - 0.25], atol=1e-5)
+    assert planner.distance(inside, field) == pytest.approx(abs(0.25 - free[1]) + np.linalg.norm(goal - free))
+    np.testing.assert_allclose(planner.path(inside, field)[0], free)
+    outside = np.array([0.0, 0.1])
+    assert planner.free_point(outside) is not None and np.array_equal(planner.free_point(outside), outside)
 
 
 def test_segments_blocked():

@@ -6,9 +6,10 @@ Observations are a ``gymnasium.spaces.Dict``:
 - ``proprio``: float32 ``[P]``, proprioceptive / task state (for navigation: goal distance,
   sin/cos of goal heading, velocities).
 - ``depth``: float32 ``[H, W, 1]`` in metres, when ``depth=True``.
-- ``segmentation``: int32 ``[H, W]`` semantic class per pixel, when ``segmentation=True``
-  (``0`` = sky / background, ``1`` = static world such as floor and walls, ``2 + k`` = the k-th
-  body of the agent). ``env.num_classes`` tells the head's size.
+- ``segmentation``: int32 ``[H, W]`` semantic class per pixel, when ``segmentation=True``;
+  ``0`` is always sky / nothing, ``env.num_classes`` tells the head's size. DMC: ``1`` = static
+  world (floor), ``2 + k`` = the agent's k-th body, last = other objects (tendons). Navigation:
+  ``1`` floor, ``2`` walls, ``3`` goal marker.
 - ``clean_image``: uint8 ``[H, W, 3]``, the same state rendered without any intervention, when
   ``clean_image=True`` (the denoising target).
 - ``is_first``, ``is_last``, ``is_terminal``: 0-d numpy bool arrays. **The flags live in the

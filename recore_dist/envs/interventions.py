@@ -278,13 +278,12 @@ class Interventions:
         if self._video is None:
             return rgb
         frame = frame_at(self._video, self._t if self.config.dynamic else 0)
-        background = (depth >= self._camera.zfar * 0.999)[..., None]  # sky: nothing drawn there
+        sky = depth >= self._camera.zfar * 0.999  # nothing drawn there (rendered without skybox)
+        weight = sky.astype(np.float32)  # [H, W]: how much of the background shows
         if len(self._planes) and self.config.floor_alpha < 1.0:
-            a = self.config.floor_alpha
-            floor = (self._floor_mask(depth) & ~background[..., 0])[..., None]
-            blended = (a * rgb + (1.0 - a) * frame).astype(np.uint8)
-            rgb = np.where(floor, blended, rgb)
-        return np.where(background, frame, rgb)
+            weight += (1.0 - self.config.floor_alpha) * (self._floor_mask(depth) & ~sky)
+        mixed = rgb + weight[..., None] * (frame.astype(np.float32) - rgb)
+        return (mixed + 0.5).astype(np.uint8)
 
     def _floor_mask(self, depth: np.ndarray) -> np.ndarray:
         data = self._physics.data

@@ -23,9 +23,11 @@ A scene is a square grid of ``n x n`` cells of 1 m (``n`` in 5..7) with walls (0
 1 m high) on the cell borders. The layout is a randomised depth-first-search maze (so every cell is
 reachable), then one or two 2x2 / 2x3 blocks are opened into rooms, then 15 % of the remaining
 interior walls are removed (loops and doorways). Collinear wall segments are merged into single
-boxes (few geoms, cheap contacts and rendering). Walls, floor and sky use MuJoCo's builtin
-procedural textures (``checker`` / ``gradient`` / ``flat`` with ``random`` / ``edge`` /
-``cross`` marks) coloured from a palette.
+boxes (few geoms, cheap contacts and rendering); each wall is a hidden box geom for collisions
+plus a visual box *mesh* with world-aligned texture coordinates (MuJoCo maps 2D textures on
+primitives by their x-y coordinates, which smears them into stripes on vertical faces). Walls,
+floor and sky use MuJoCo's builtin procedural textures (``checker`` / ``gradient`` / ``flat``
+with ``random`` / ``edge`` / ``cross`` marks) coloured from a palette.
 
 Train and held-out scenes differ in layout **and** appearance, by construction:
 
@@ -38,9 +40,11 @@ Train and held-out scenes differ in layout **and** appearance, by construction:
 
 Pools have 8 train and 4 held-out scenes by default (``num_scenes``). Each reset draws a scene
 from the split's pool (or uses ``scene=k`` / ``reset(options={"scene": k})``). The compiled physics,
-its GL context, camera and path planner are cached per scene (``cache_scenes=True``), so a reset
-in a scene seen before costs a few milliseconds; the first visit of a scene compiles it (about
-20-40 ms here). With ``cache_scenes=False`` only the current scene is kept.
+its MuJoCo render context, camera and path planner are cached per scene (``cache_scenes=True``),
+so a reset in a scene seen before costs ~5 ms; the first visit of a scene compiles it (~30-40 ms
+here). All scenes of an env share one GL context: the first render context made on a fresh
+software-GL context costs ~120 ms (once per env), later ones ~5 ms. With ``cache_scenes=False``
+only the current scene is kept.
 
 Episodes, observations, reward
 ------------------------------
@@ -76,16 +80,18 @@ Shortest paths
 --------------
 Geodesic distances are exact shortest paths for a point among the wall boxes inflated by
 ``PLAN_MARGIN = 0.1`` m (square inflation): a visibility graph over the corners of the inflated
-boxes (:class:`GeodesicPlanner`), all-pairs corner distances precomputed per scene and a
-Dijkstra from the goal per episode; the distance from any point is then one vectorised
-visibility query (~0.1 ms). A straight corridor therefore gives exactly the Euclidean
+boxes (:class:`GeodesicPlanner`) with all-pairs corner distances (Floyd-Warshall) precomputed per
+scene; per episode the goal's distance field is one min-plus product, and the distance from any
+point is then one vectorised visibility query (~0.1 ms). A straight corridor therefore gives exactly the Euclidean
 distance. The margin is smaller than the robot radius (0.17 m) so that the robot centre can never
 be inside an inflated box (0.1 * sqrt(2) < 0.17); paths may cut wall corners by a few centimetres
 more than the robot could, so ``L`` slightly underestimates the robot's best path (SPL is
 conservative by the same amount).
 
-Speed (this machine, 1 core, software EGL, random actions): see ``benchmark`` at the bottom;
-``python -m recore_dist.envs.navigation`` prints steps/s.
+Speed (2-core dev machine, pinned to one core with ``taskset``, software EGL, uniform random
+actions, resets included, after a warm-up): 64x64 RGB ~1,400-2,000 steps/s, the same with depth
+(read from the same pass), ~1,200 with depth + segmentation (a second pass), 84x84 ~1,500 steps/s.
+``python -m recore_dist.envs.navigation`` runs :func:`benchmark` and prints steps/s.
 """
 
 from __future__ import annotations
@@ -575,15 +581,64 @@ def _rgb(c) -> str:
     return " ".join(f"{x:.4g}" for x in c)
 
 
+def _fmt(a: np.ndarray) -> str:
+    a = np.asarray(a).ravel()
+    if np.issubdtype(a.dtype, np.integer):
+        return " ".join(str(int(v)) for v in a)
+    return " ".join(f"{v:.4f}" for v in a)
+
+
+# Box faces: outward normal axis/sign and the in-plane (u, v) axes with u x v = normal.
+_FACES = (
+    ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    ((-1, 0, 0), (0, -1, 0), (0, 0, 1)),
+    ((0, 1, 0), (-1, 0, 0), (0, 0, 1)),
+    ((0, -1, 0), (1, 0, 0), (0, 0, 1)),
+    ((0, 0, 1), (1, 0, 0), (0, 1, 0)),
+    ((0, 0, -1), (1, 0, 0), (0, -1, 0)),
+)
+
+
+def box_mesh(half: np.ndarray, centre: np.ndarray, repeat: float):
+    """A box mesh (24 vertices, 12 triangles) with texture coordinates in world metres x ``repeat``.
+
+    MuJoCo maps 2D textures on primitive geoms by their x-y object coordinates, which smears them
+    into stripes on vertical faces; a mesh with explicit UVs shows walls with undistorted
+    textures, continuous across adjacent wall pieces. Vertices are centred on the box centre.
+    """
+    half = np.asarray(half, np.float64)
+    centre = np.asarray(centre, np.float64)
+    verts, faces, uvs = [], [], []
+    for normal, u_axis, v_axis in _FACES:
+        n, a, b = (np.asarray(x, np.float64) for x in (normal, u_axis, v_axis))
+        base_index = len(verts)
+        for su, sv in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+            p = n * half + su * a * half + sv * b * half
+            verts.append(p)
+            world = p + centre
+            uvs.append((float(a @ world) * repeat, float(b @ world) * repeat))
+        faces += [(base_index, base_index + 1, base_index + 2), (base_index, base_index + 2, base_index + 3)]
+    return np.asarray(verts), np.asarray(faces, np.int64), np.asarray(uvs)
+
+
 def scene_xml(spec: SceneSpec, *, size: int, goal_marker: bool = False) -> str:
     """The MJCF of one scene (walls, floor, sky, robot with its egocentric camera)."""
     pal, layout = spec.palette, spec.layout
     half = layout.n * CELL / 2.0
-    walls = []
+    walls, meshes = [], []
     for k, (x0, y0, x1, y1) in enumerate(layout.wall_boxes()):
+        centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2, WALL_HEIGHT / 2])
+        extent = np.array([(x1 - x0) / 2, (y1 - y0) / 2, WALL_HEIGHT / 2])
+        pos, size_ = " ".join(f"{v:.4f}" for v in centre), " ".join(f"{v:.4f}" for v in extent)
+        # collision: a box, hidden (group 3); looks: a box mesh with world-aligned UVs
+        walls.append(f'<geom name="wall{k}" type="box" pos="{pos}" size="{size_}" group="3"/>')
+        vert, face, uv = box_mesh(extent, centre, pal.wall_repeat)
+        meshes.append(
+            f'<mesh name="wallmesh{k}" vertex="{_fmt(vert)}" face="{_fmt(face)}" texcoord="{_fmt(uv)}"/>'
+        )
         walls.append(
-            f'<geom name="wall{k}" type="box" pos="{(x0 + x1) / 2:.4f} {(y0 + y1) / 2:.4f} {WALL_HEIGHT / 2}" '
-            f'size="{(x1 - x0) / 2:.4f} {(y1 - y0) / 2:.4f} {WALL_HEIGHT / 2}" material="wall"/>'
+            f'<geom name="wallvis{k}" type="mesh" mesh="wallmesh{k}" pos="{pos}" material="wall" '
+            'contype="0" conaffinity="0" mass="0"/>'
         )
     wb, wm = pal.wall_texture
     fb, fm = pal.floor_texture
@@ -614,8 +669,8 @@ def scene_xml(spec: SceneSpec, *, size: int, goal_marker: bool = False) -> str:
     <texture name="floor" type="2d" builtin="{fb}" mark="{fm}" random="{pal.floor_random}"
       rgb1="{_rgb(pal.floor_rgb[0])}" rgb2="{_rgb(pal.floor_rgb[1])}" markrgb="{_rgb(pal.floor_mark_rgb)}"
       width="128" height="128"/>
-    <material name="wall" texture="wall" texrepeat="{pal.wall_repeat} {pal.wall_repeat}" texuniform="true"
-      specular="0" shininess="0"/>
+    <material name="wall" texture="wall" specular="0" shininess="0"/>
+    {"".join(meshes)}
     <material name="floor" texture="floor" texrepeat="{pal.floor_repeat} {pal.floor_repeat}" texuniform="true"
       specular="0" shininess="0"/>
   </asset>
@@ -1008,7 +1063,9 @@ class PointGoalNavEnv(gym.Env):
             "scene_id": self.scene_id,
             "collision": bool(collision),
             "distance": float(np.linalg.norm(self._goal - xy)),
-            "geodesic_distance": float(self._potential),
+            "geodesic_distance": float(
+                self._potential if self.reward_distance == "geodesic" else self.planner.distance(xy, self._field)
+            ),
         }
 
     def _proprio(self) -> np.ndarray:

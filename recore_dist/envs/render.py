@@ -14,6 +14,7 @@ for fixed and tracking cameras alike and never touch the model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -186,7 +187,7 @@ class FastCamera:
         x = glcam.frustum_center + u * half_h  # [W], on the near plane
         y = (glcam.frustum_top + glcam.frustum_bottom) / 2.0 - u * half_h  # [H], top row first
         forward, up = np.array(glcam.forward), np.array(glcam.up)
-        return np.array(glcam.pos), forward, np.cross(forward, up), up, (x, y, near)
+        return np.array(glcam.pos), forward, _cross(forward, up), up, (x, y, near)
 
     def world_points(self, depth: np.ndarray) -> np.ndarray:
         """Unproject the last render's depth (metres along the view axis) to world ``[H, W, 3]``."""
@@ -213,8 +214,8 @@ def orbit(pose: Pose, pivot: np.ndarray, *, azimuth: float, elevation: float, ro
         roll: rotation (radians) about the camera's forward axis.
         zoom: factor on the distance to the pivot (< 1 zooms in, > 1 zooms out).
     """
-    right = np.cross(pose.forward, pose.up)
-    rot = _rotation(np.array([0.0, 0.0, 1.0]), azimuth) @ _rotation(right, elevation)
+    right = _cross(pose.forward, pose.up)
+    rot = _rotation(_Z, azimuth) @ _rotation(right, elevation)
     offset = rot @ (pose.pos - pivot)
     forward = rot @ pose.forward
     up = rot @ pose.up
@@ -222,8 +223,21 @@ def orbit(pose: Pose, pivot: np.ndarray, *, azimuth: float, elevation: float, ro
     return Pose(pivot + offset * zoom, forward, up)
 
 
+_Z = np.array([0.0, 0.0, 1.0])
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """3-vector cross product (np.cross costs ~20 us per call; this is per frame)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rotation matrix about a unit axis (Rodrigues)."""
-    axis = axis / (np.linalg.norm(axis) + 1e-12)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+    """Rotation matrix about an axis (Rodrigues)."""
+    x, y, z = (axis / (math.sqrt(float(axis @ axis)) + 1e-12)).tolist()
+    c, s = math.cos(angle), math.sin(angle)
+    t = 1.0 - c
+    return np.array([
+        [t * x * x + c, t * x * y - s * z, t * x * z + s * y],
+        [t * x * y + s * z, t * y * y + c, t * y * z - s * x],
+        [t * x * z - s * y, t * y * z + s * x, t * z * z + c],
+    ])
