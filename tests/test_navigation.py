@@ -314,8 +314,7 @@ def test_collision_penalty():
     hits = 0
     for _ in range(20):
         obs, reward, terminated, truncated, info = e.step(np.array([1.0, 0.0], np.float32))
-        if terminated or truncated:
-            pytest.skip("goal reached by chance")
+        assert not (terminated or truncated), "seeded scene 0: the goal is not in front of this wall"
         progress = prev - info["geodesic_distance"]
         prev = info["geodesic_distance"]
         if info["collision"]:
