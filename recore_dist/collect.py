@@ -78,6 +78,8 @@ class CollectConfig:
     """Ray cluster to join; ``None`` starts an embedded local Ray."""
     torch_threads: int = 1
     """Torch threads in each worker process."""
+    image_every: int = 512
+    """Log frame grids (train, depth, held-out) at most once per this many frames."""
 
 
 class Collector:
@@ -148,6 +150,7 @@ def run(config: CollectConfig, *, progress: bool = True) -> dict:
     heldout = Collector(config.num_runners, config.env, num_envs=1, chunk_length=config.chunk_length, seed=config.seed + 99,
                         split="heldout")
     frames = chunks = 0
+    last_images = -config.image_every
     returns: list[float] = []
     rate = Rate()
     start = time.perf_counter()
@@ -170,7 +173,11 @@ def run(config: CollectConfig, *, progress: bool = True) -> dict:
             rate.add(result["frames"])
             bar.update(result["frames"])
             bar.set_postfix(chunks=chunks, ret=f"{np.mean(returns[-20:]):.1f}" if returns else "-")
-            _log(logger, frames, result, batch, rate, heldout, returns)
+            images = frames - last_images >= config.image_every
+            last_images = frames if images else last_images
+            if images:
+                logger.scalars({"collect/frames_per_second": rate.rate()}, frames)
+            _log(logger, frames, result, batch, heldout if images else None)
         for ref in pending:
             ray.cancel(ref)
     finally:
@@ -186,14 +193,15 @@ def run(config: CollectConfig, *, progress: bool = True) -> dict:
     return summary
 
 
-def _log(logger: Logger, frames: int, result: dict, batch: list, rate: Rate, heldout: Collector,
-         returns: list[float]) -> None:
+def _log(logger: Logger, frames: int, result: dict, batch: list, heldout: Collector | None) -> None:
+    """Scalars every batch; frame grids (and a few held-out steps on the driver) when ``heldout``."""
     scalars = {"collect/runner_frames_per_second": result["frames"] / max(result["seconds"], 1e-9),
                "collect/chunks": len(batch)}
     if result["returns"]:
         scalars["collect/episode_return_train"] = float(np.mean(result["returns"]))
     if batch:
         scalars["collect/chunk_mbytes"] = batch[0].nbytes / 2**20
+    if batch and heldout is not None:
         logger.images("frames/train", batch[0].obs["image"][:: max(1, len(batch[0].obs["image"]) // 8)][:8], frames)
         if "depth" in batch[0].obs:
             depth = batch[0].obs["depth"][:8:2, ..., 0]

@@ -15,6 +15,7 @@ from recore_dist.envs.gl import ensure_mujoco_gl
 
 ensure_mujoco_gl()
 
+import dataclasses  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
@@ -89,9 +90,7 @@ class DMCEnv(gym.Env):
         self._want = {"depth": depth, "segmentation": segmentation, "clean_image": clean_image}
         self.render_mode = render_mode
         overrides = {k: v for k, v in (("split", split), ("difficulty", difficulty), ("dynamic", dynamic)) if v is not None}
-        config = InterventionConfig.from_options(interventions, **overrides)
-        if isinstance(interventions, (dict, InterventionConfig)) and overrides:
-            config = InterventionConfig(**{**config.__dict__, **overrides})
+        config = dataclasses.replace(InterventionConfig.from_options(interventions), **overrides)
         self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._env = suite.load(domain, task_name, task_kwargs={"random": int(self._rng.integers(2**31))})
