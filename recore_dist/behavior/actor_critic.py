@@ -1,0 +1,201 @@
+"""Actor-critic learned in the world model's imagination (DreamerV2 sec. 3; DreamerV3 sec. 3).
+
+From every posterior state of the batch (``B*T`` starts) the actor imagines ``horizon`` steps
+with the RSSM prior, *without gradients* through the model: the actor is trained with REINFORCE
+on normalised advantages (DreamerV3), so imagination is a cheap batched forward pass. Values are
+``lambda``-returns bootstrapped from a slow (EMA) critic; the critic regresses them in symlog
+space; returns are normalised by an EMA of their 5-95 percentile range, floored at 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from recore_dist.behavior.distributions import OneHotCategorical, TanhNormal
+from recore_dist.models.config import ModelConfig
+from recore_dist.models.nets import mlp, zero_init_
+from recore_dist.models.rssm import State
+from recore_dist.models.world_model import WorldModel
+from recore_dist.objectives.ema import ema_copy, ema_update
+
+
+@dataclasses.dataclass
+class BehaviorConfig:
+    """Imagination and actor-critic settings."""
+
+    horizon: int = 15
+    """Imagined steps from each start state (DreamerV2/V3: 15)."""
+    discount: float = 0.99
+    """Discount per env step (DreamerV2 DMC: 0.99)."""
+    return_lambda: float = 0.95
+    """Lambda of the lambda-returns (DreamerV2/V3: 0.95)."""
+    entropy_scale: float = 3e-4
+    """Actor entropy bonus on normalised advantages (DreamerV3: 3e-4)."""
+    slow_critic_rate: float = 0.02
+    """EMA rate of the slow critic that bootstraps returns (DreamerV3: 0.02)."""
+    return_norm_decay: float = 0.99
+    """EMA decay of the 5-95 percentile return range (DreamerV3: 0.99)."""
+    min_std: float = 0.1
+    """Minimum std of the continuous actor (DreamerV3: 0.1)."""
+    max_std: float = 1.0
+    """Maximum std of the continuous actor (DreamerV3: 1.0)."""
+    unimix: float = 0.01
+    """Uniform mixture of discrete actions (DreamerV3: 1%)."""
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"horizon={self.horizon} must be >= 1")
+        for key in ("discount", "return_lambda", "slow_critic_rate", "return_norm_decay"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                raise ValueError(f"{key}={getattr(self, key)} must be in (0, 1]")
+        if not 0 < self.min_std < self.max_std:
+            raise ValueError(f"need 0 < min_std={self.min_std} < max_std={self.max_std}")
+
+
+def symlog(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, *, discount: float, lam: float) -> Tensor:
+    """TD(lambda) returns over an imagined trajectory (DreamerV2 eq. 4).
+
+    Args:
+        reward: ``[H, N]``, ``reward[t]`` arrives on entering state ``t + 1``.
+        cont: ``[H, N]``, ``cont[t]`` continue probability of state ``t + 1``.
+        value: ``[H + 1, N]`` values of states ``0..H``.
+
+    Returns:
+        ``[H, N]`` with ``R_t = r_t + discount * c_t * ((1 - lam) * v_{t+1} + lam * R_{t+1})``
+        and ``R_H = v_H``.
+    """
+    horizon = reward.shape[0]
+    if cont.shape != reward.shape or value.shape[0] != horizon + 1:
+        raise ValueError(f"lambda_returns shapes: reward {tuple(reward.shape)}, cont {tuple(cont.shape)}, "
+                         f"value {tuple(value.shape)} (needs H+1 values)")
+    out = []
+    last = value[-1]
+    for t in reversed(range(horizon)):
+        last = reward[t] + discount * cont[t] * ((1 - lam) * value[t + 1] + lam * last)
+        out.append(last)
+    return torch.stack(out[::-1])
+
+
+class Actor(nn.Module):
+    """Latent feature -> action distribution (tanh-Gaussian or one-hot categorical)."""
+
+    def __init__(self, model: ModelConfig, cfg: BehaviorConfig, *, action_dim: int, discrete: bool):
+        super().__init__()
+        self.discrete, self.cfg = discrete, cfg
+        self.net = mlp(model.feat, model.hidden, model.mlp_layers, action_dim if discrete else 2 * action_dim)
+
+    def forward(self, feat: Tensor) -> TanhNormal | OneHotCategorical:
+        out = self.net(feat).float()
+        if self.discrete:
+            return OneHotCategorical(out, self.cfg.unimix)
+        mean, std = out.chunk(2, -1)
+        std = (self.cfg.max_std - self.cfg.min_std) * torch.sigmoid(std + 2.0) + self.cfg.min_std
+        return TanhNormal(mean, std)
+
+
+class Critic(nn.Module):
+    """Latent feature -> value, predicted in symlog space (DreamerV3)."""
+
+    def __init__(self, model: ModelConfig):
+        super().__init__()
+        self.net = mlp(model.feat, model.hidden, model.mlp_layers, 1)
+        zero_init_(self.net[-1])
+
+    def forward(self, feat: Tensor) -> Tensor:
+        """Symlog value ``[...]``."""
+        return self.net(feat).squeeze(-1).float()
+
+
+class ReturnNorm(nn.Module):
+    """EMA of the 5th-95th percentile range of returns; divides advantages by ``max(1, range)``."""
+
+    def __init__(self, decay: float):
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("range", torch.zeros(()))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def update(self, returns: Tensor) -> Tensor:
+        flat = returns.flatten().float()
+        if flat.numel() > 100_000:  # quantile needs no more than a large random subset
+            flat = flat[torch.randint(flat.numel(), (100_000,), device=flat.device)]
+        lo, hi = torch.quantile(flat, torch.tensor([0.05, 0.95], device=flat.device))
+        new = hi - lo
+        self.range.copy_(torch.where(self.initialised, self.decay * self.range + (1 - self.decay) * new, new))
+        self.initialised.fill_(True)
+        return self.range.clamp(min=1.0)
+
+
+class ActorCritic(nn.Module):
+    """Actor, critic, slow critic and return normaliser, with their imagination losses."""
+
+    def __init__(self, model: ModelConfig, cfg: BehaviorConfig, *, action_dim: int, discrete: bool):
+        super().__init__()
+        self.cfg = cfg
+        self.actor = Actor(model, cfg, action_dim=action_dim, discrete=discrete)
+        self.critic = Critic(model)
+        self.slow_critic = ema_copy(self.critic)
+        self.return_norm = ReturnNorm(cfg.return_norm_decay)
+
+    @torch.no_grad()
+    def imagine(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor]:
+        """Roll the prior ``horizon`` steps from ``start`` (``[N, ...]``) with actor samples.
+
+        Returns:
+            ``(feats [H + 1, N, F], raw actions [H, N, ...])``.
+        """
+        state = start
+        feats, raws = [wm.feat(state)], []
+        for _ in range(self.cfg.horizon):
+            action, raw = self.actor(feats[-1]).sample()
+            state = wm.rssm.img_step(state, action.to(feats[-1].dtype))
+            feats.append(wm.feat(state))
+            raws.append(raw)
+        return torch.stack(feats), torch.stack(raws)
+
+    def loss(self, wm: WorldModel, start: State, start_cont: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Actor and critic losses from imagined rollouts of every start state.
+
+        Args:
+            wm: the world model (its parameters get no gradient from these losses).
+            start: posterior states ``[N, ...]`` (detached).
+            start_cont: ``[N]`` 1 - is_terminal of the start rows (a terminal start imagines nothing).
+
+        Returns:
+            ``(actor_loss, critic_loss, metrics)``.
+        """
+        cfg = self.cfg
+        feats, raws = self.imagine(wm, start)  # [H+1, N, F], [H, N, A]
+        with torch.no_grad():
+            reward = wm.reward(feats[1:])  # [H, N]
+            cont = torch.sigmoid(wm.cont(feats[1:]))  # [H, N]
+            slow_value = symexp(self.slow_critic(feats))  # [H+1, N]
+            returns = lambda_returns(reward, cont, slow_value, discount=cfg.discount, lam=cfg.return_lambda)
+            weight = torch.cumprod(torch.cat([start_cont[None].float(), cfg.discount * cont[:-1]]), 0)  # [H, N]
+            scale = self.return_norm.update(returns)
+        value = self.critic(feats[:-1])  # [H, N] symlog
+        adv = (returns - symexp(value.detach())) / scale
+        dist = self.actor(feats[:-1].detach())
+        logp = dist.log_prob(raws)
+        entropy = dist.entropy()
+        actor_loss = -(weight * (logp * adv + cfg.entropy_scale * entropy)).mean()
+        critic_loss = (weight * (value - symlog(returns)).square()).mean()
+        metrics = {"ac/return": returns.mean(), "ac/value": symexp(value.detach()).mean(),
+                   "ac/imag_reward": reward.mean(), "ac/entropy": entropy.detach().mean(),
+                   "ac/return_scale": scale, "ac/advantage_std": adv.std()}
+        return actor_loss, critic_loss, metrics
+
+    def after_step(self) -> None:
+        ema_update(self.slow_critic, self.critic, self.cfg.slow_critic_rate)

@@ -1,0 +1,248 @@
+"""``Learner``: one update of world model + actor + critic on a replay batch. Ray-free.
+
+The same object trains in the local runner (one process) and inside the Ray learner actor. Its
+whole state (parameters, optimiser moments, EMA copies, counters, RNG) checkpoints and restores
+exactly: the update after a restore is bit-identical to the one without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from recore_dist.behavior import ActorCritic, BehaviorConfig, policy_weights
+from recore_dist.models.config import ModelConfig
+from recore_dist.models.world_model import Spaces
+from recore_dist.objectives import ObjectiveConfig, make_objective
+
+FLOAT_FIELDS = ("reward", "action", "depth")
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """One Adam optimiser (DreamerV2 Table D.1 learning rates for DMC)."""
+
+    lr: float = 3e-4
+    """Learning rate."""
+    eps: float = 1e-5
+    """Adam epsilon (DreamerV2: 1e-5)."""
+    clip: float = 100.0
+    """Global gradient-norm clip (DreamerV2: 100)."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay (AdamW); DreamerV2 uses 1e-6, 0 here."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.eps <= 0 or self.clip <= 0 or self.weight_decay < 0:
+            raise ValueError(f"optimiser settings must be positive: {self}")
+
+
+@dataclasses.dataclass
+class LearnerConfig:
+    """World model, objective, behaviour and optimisation settings of the learner."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    """Network sizes."""
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
+    """World-model objective (``recore`` or ``recon``) and its weights."""
+    behavior: BehaviorConfig = dataclasses.field(default_factory=BehaviorConfig)
+    """Imagination and actor-critic settings."""
+    model_opt: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=3e-4))
+    """World-model optimiser (DreamerV2 DMC: 3e-4)."""
+    actor_opt: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=8e-5))
+    """Actor optimiser (DreamerV2 DMC: 8e-5)."""
+    critic_opt: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=8e-5))
+    """Critic optimiser (DreamerV2 DMC: 8e-5)."""
+    batch_size: int = 16
+    """Sequences per batch (DreamerV2/V3: 16)."""
+    batch_length: int = 64
+    """Steps per sequence (DreamerV3: 64; DreamerV2: 50)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto``: CUDA when available, else CPU."""
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Autocast dtype; ``auto`` is bfloat16 where the hardware supports it (CUDA, AVX512-BF16/AMX CPUs)."""
+    threads: int = 0
+    """Torch intra-op threads (0: leave torch's default)."""
+    seed: int = 0
+    """Seed of parameter init, augmentations and imagination."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.batch_length < 2:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1 and batch_length={self.batch_length} >= 2")
+        if self.threads < 0:
+            raise ValueError(f"threads={self.threads} must be >= 0")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("learner.device=cuda but torch.cuda.is_available() is False")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    if name == "float32":
+        return torch.float32
+    if name == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else torch.float32
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _adam(params: list[nn.Parameter], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.weight_decay else torch.optim.Adam
+    return cls(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True)
+
+
+class Learner:
+    """World model + actor-critic with their optimisers; ``update(batch)`` does one step of each.
+
+    Args:
+        cfg: learner config.
+        spaces: observation / action shapes of the env.
+    """
+
+    def __init__(self, cfg: LearnerConfig, spaces: Spaces):
+        self.cfg, self.spaces = cfg, spaces
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_precision(cfg.precision, self.device)
+        torch.manual_seed(cfg.seed)
+        self.objective = make_objective(cfg.objective, cfg.model, spaces).to(self.device)
+        self.ac = ActorCritic(cfg.model, cfg.behavior, action_dim=spaces.action_dim,
+                              discrete=spaces.discrete).to(self.device)
+        self.wm_params = [p for p in self.objective.parameters() if p.requires_grad]
+        self.model_opt = _adam(self.wm_params, cfg.model_opt, self.device)
+        self.actor_opt = _adam(list(self.ac.actor.parameters()), cfg.actor_opt, self.device)
+        self.critic_opt = _adam(list(self.ac.critic.parameters()), cfg.critic_opt, self.device)
+        self.updates = 0
+        self.skipped = 0
+
+    @property
+    def wm(self):
+        return self.objective.wm
+
+    def param_counts(self) -> dict[str, int]:
+        """Trainable parameters: world model (+ objective heads), actor, critic, total."""
+        counts = {"world_model": sum(p.numel() for p in self.wm_params),
+                  "actor": sum(p.numel() for p in self.ac.actor.parameters()),
+                  "critic": sum(p.numel() for p in self.ac.critic.parameters())}
+        counts["total"] = sum(counts.values())
+        return counts
+
+    # ------------------------------------------------------------------------ batches
+    def to_tensors(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """numpy / torch ``[B, T, ...]`` -> tensors on the device; refuses non-finite floats."""
+        out = {}
+        for key, value in batch.items():
+            t = torch.as_tensor(value)
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise ValueError(f"batch field {key!r} has {bad} non-finite values; refusing the batch")
+            out[key] = t.to(self.device, non_blocking=True)
+        for key in ("is_first", "is_last", "is_terminal"):
+            if key in out:
+                out[key] = out[key].bool()
+        return out
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    # ------------------------------------------------------------------------ update
+    def update(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One world-model step, then one actor and one critic step on imagined rollouts.
+
+        Returns:
+            Every loss term (``loss/*``), world-model diagnostics (``wm/*``), actor-critic
+            diagnostics (``ac/*``) and optimiser figures (``opt/*``) as floats. A step whose
+            loss or gradients are non-finite is skipped (parameters untouched) and counted in
+            ``learner/skipped``.
+        """
+        data = self.to_tensors(batch)
+        self.objective.train()
+        with self._autocast():
+            wm_loss, metrics, post = self.objective(data)
+        metrics["opt/model_grad_norm"] = self._step(self.model_opt, self.wm_params, wm_loss, self.cfg.model_opt)
+        start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
+        start_cont = (~data["is_terminal"]).flatten()
+        with self._autocast():
+            actor_loss, critic_loss, ac_metrics = self.ac.loss(self.wm, start, start_cont)
+        metrics.update(ac_metrics)
+        actor_params = list(self.ac.actor.parameters())
+        critic_params = list(self.ac.critic.parameters())
+        metrics["opt/actor_grad_norm"] = self._step(self.actor_opt, actor_params, actor_loss, self.cfg.actor_opt)
+        metrics["opt/critic_grad_norm"] = self._step(self.critic_opt, critic_params, critic_loss,
+                                                     self.cfg.critic_opt)
+        self.objective.after_step()
+        self.ac.after_step()
+        self.updates += 1
+        metrics.update({"loss/world_model": wm_loss.detach(), "loss/actor": actor_loss.detach(),
+                        "loss/critic": critic_loss.detach()})
+        values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(())
+                              for v in metrics.values()]).cpu().tolist()
+        out = dict(zip(metrics, values))
+        out["learner/updates"] = float(self.updates)
+        out["learner/skipped"] = float(self.skipped)
+        return out
+
+    def _step(self, opt: torch.optim.Optimizer, params: list[Tensor], loss: Tensor, cfg: OptimConfig) -> Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip, foreach=True)
+        if not (math.isfinite(float(loss.detach())) and math.isfinite(float(norm))):
+            opt.zero_grad(set_to_none=True)
+            self.skipped += 1
+            return norm.detach()
+        opt.step()
+        return norm.detach()
+
+    # ------------------------------------------------------------------------ weights
+    def policy_weights(self) -> dict[str, np.ndarray]:
+        """Snapshot for ``Policy.load``: encoder, RSSM and actor as numpy arrays."""
+        return policy_weights(self.wm.encoder, self.wm.rssm, self.ac.actor)
+
+    # ------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"objective": self.objective.state_dict(), "ac": self.ac.state_dict(),
+                "model_opt": self.model_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+                "critic_opt": self.critic_opt.state_dict(), "updates": self.updates, "skipped": self.skipped,
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.objective.load_state_dict(state["objective"])
+        self.ac.load_state_dict(state["ac"])
+        self.model_opt.load_state_dict(state["model_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.updates, self.skipped = int(state["updates"]), int(state["skipped"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def save(self, path: str | Path) -> None:
+        """Write the learner state (atomic: a temp file renamed into place)."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+
+    def load(self, path: str | Path) -> None:
+        """Restore from ``save``; loads tensors only (``weights_only=True``), never arbitrary objects."""
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))

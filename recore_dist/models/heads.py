@@ -1,0 +1,103 @@
+"""Heads on the latent feature ``[h, z]``: reward, continue, contrastive projection, decoders.
+
+Decoder losses are per-frame log-likelihood style sums over pixels (as in DreamerV2), so a
+loss weight of 1 means "as many nats as the target has pixels"; the invariant targets decode at
+``ModelConfig.target_size`` (32 px by default), a quarter of the pixels of a 64 px image.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recore_dist.models.config import ModelConfig
+from recore_dist.models.nets import ConvDecoder, mlp, zero_init_
+
+TargetName = Literal["depth", "segmentation", "clean_image", "image"]
+TARGETS: tuple[str, ...] = ("depth", "segmentation", "clean_image", "image")
+
+
+class ScalarHead(nn.Module):
+    """MLP -> one scalar per row; zero-initialised output (reward, continue logit, value)."""
+
+    def __init__(self, cfg: ModelConfig, *, zero: bool = True):
+        super().__init__()
+        self.net = mlp(cfg.feat, cfg.hidden, cfg.mlp_layers, 1)
+        if zero:
+            zero_init_(self.net[-1])
+
+    def forward(self, feat: Tensor) -> Tensor:
+        return self.net(feat).squeeze(-1).float()
+
+
+class Projection(nn.Module):
+    """Projection head for contrastive embeddings (SimCLR/CURL style): Linear, LN, SiLU, Linear."""
+
+    def __init__(self, inp: int, hidden: int, out: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(inp, hidden, bias=False), nn.LayerNorm(hidden), nn.SiLU(),
+                                 nn.Linear(hidden, out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class TargetDecoder(nn.Module):
+    """Decodes one target map from the latent feature and scores it.
+
+    ``depth``: 1 channel, squared error on depth / ``max_depth`` (in [0, 1]).
+    ``segmentation``: ``num_classes`` logits, cross-entropy against the class map.
+    ``clean_image`` / ``image``: 3 channels, squared error on pixels in [0, 1].
+    Targets larger than the decoder's side are area-averaged (depth, images) or strided
+    (segmentation) down to it.
+    """
+
+    def __init__(self, name: str, cfg: ModelConfig, *, size: int, depth: int, num_classes: int = 0,
+                 max_depth: float = 10.0):
+        super().__init__()
+        if name not in TARGETS:
+            raise ValueError(f"unknown decoder target {name!r}; known: {list(TARGETS)}")
+        if name == "segmentation" and num_classes < 2:
+            raise ValueError(f"segmentation decoder needs num_classes >= 2, got {num_classes}")
+        self.name, self.size, self.max_depth = name, size, max_depth
+        channels = {"depth": 1, "segmentation": num_classes}.get(name, 3)
+        self.net = ConvDecoder(feat=cfg.feat, channels=channels, size=size, depth=depth,
+                               channels_last=cfg.channels_last)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        """``[..., F]`` -> ``[..., C, S, S]`` (depth and images in target units, else logits)."""
+        out = self.net(feat.flatten(0, -2))
+        out = out.unflatten(0, feat.shape[:-1]).float()
+        if self.name in ("clean_image", "image"):
+            out = out + 0.5
+        return out
+
+    def target(self, value: Tensor) -> Tensor:
+        """Batch field ``[..., H, W(, C)]`` -> target ``[N..., C, S, S]`` (float) or ``[..., S, S]`` (long)."""
+        lead = value.shape[:2]
+        if self.name == "segmentation":
+            step = value.shape[-1] // self.size
+            return value[..., step // 2::step, step // 2::step].long()  # [B, T, S, S]
+        x = value.flatten(0, 1).permute(0, 3, 1, 2).float()  # [N, C, H, W]
+        x = x / self.max_depth if self.name == "depth" else x / 255.0
+        if x.shape[-1] != self.size:
+            x = F.adaptive_avg_pool2d(x, self.size)
+        return x.unflatten(0, lead)
+
+    def loss(self, pred: Tensor, value: Tensor) -> Tensor:
+        """Per-row loss ``[B, T]``: sum over pixels of squared error, or of cross-entropy."""
+        target = self.target(value)
+        if self.name == "segmentation":
+            ce = F.cross_entropy(pred.flatten(0, 1), target.flatten(0, 1), reduction="none")
+            return ce.sum((-2, -1)).unflatten(0, pred.shape[:2])
+        return (pred - target).square().sum((-3, -2, -1))
+
+    def preview(self, pred: Tensor) -> Tensor:
+        """Predictions as displayable images in [0, 1], ``[..., C in (1, 3), S, S]``."""
+        if self.name == "segmentation":
+            classes = pred.argmax(-3, keepdim=True).float()
+            return classes / max(1, pred.shape[-3] - 1)
+        return pred.clamp(0, 1)

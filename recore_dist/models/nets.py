@@ -1,0 +1,88 @@
+"""Building blocks: MLPs with LayerNorm, the CNN encoder and transposed-CNN decoders."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def mlp(inp: int, hidden: int, layers: int, out: int | None = None) -> nn.Sequential:
+    """``layers`` x [Linear, LayerNorm, SiLU], then an optional output Linear (DreamerV3 style)."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods += [nn.Linear(inp if i == 0 else hidden, hidden, bias=False), nn.LayerNorm(hidden), nn.SiLU()]
+    if out is not None:
+        mods.append(nn.Linear(hidden if layers else inp, out))
+    return nn.Sequential(*mods)
+
+
+def zero_init_(layer: nn.Linear | nn.Conv2d | nn.ConvTranspose2d) -> None:
+    """Zero the output layer so heads start at 0 (DreamerV3 habit for reward and critic)."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+class ConvEncoder(nn.Module):
+    """Images ``[N, C, H, W]`` (floats in [0, 1]) -> embeddings ``[N, E]``, LayerNorm on the output.
+
+    DreamerV2's stack: ``layers`` convolutions of kernel 4, stride 2, padding 1, channels
+    ``depth * 2**i``, SiLU; then flatten and LayerNorm. 64 px -> 4x4, 84 px -> 5x5.
+    """
+
+    def __init__(self, *, channels: int, size: int, depth: int, layers: int, channels_last: bool = True):
+        super().__init__()
+        mods: list[nn.Module] = []
+        inp = channels
+        for i in range(layers):
+            out = depth * 2**i
+            mods += [nn.Conv2d(inp, out, 4, 2, 1), nn.SiLU()]
+            inp, size = out, size // 2
+        self.convs = nn.Sequential(*mods)
+        self.out_channels, self.out_size = inp, size
+        self.embed_dim = inp * size * size
+        self.norm = nn.LayerNorm(self.embed_dim)
+        self.channels_last = channels_last
+
+    def forward(self, image: Tensor) -> Tensor:
+        x = image - 0.5  # [N, C, H, W]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.convs(x)
+        return self.norm(x.flatten(1))  # [N, E]
+
+
+class ConvDecoder(nn.Module):
+    """Latent features ``[N, F]`` -> maps ``[N, C, S, S]`` via transposed convolutions.
+
+    A Linear to a 4x4 map of ``depth * 2**(layers-1)`` channels, then ``layers`` transposed
+    convolutions (kernel 4, stride 2, padding 1) halving channels and doubling the side, so
+    ``S = 4 * 2**layers``. Used for the pixel decoder (64 px) and the invariant targets (32 px).
+    """
+
+    def __init__(self, *, feat: int, channels: int, size: int, depth: int, channels_last: bool = True):
+        super().__init__()
+        layers = (size // 4).bit_length() - 1
+        if 4 * 2**layers != size:
+            raise ValueError(f"decoder size {size} must be 4 * 2**k")
+        top = depth * 2 ** (layers - 1)
+        self.top = top
+        self.linear = nn.Linear(feat, top * 16)
+        mods: list[nn.Module] = []
+        inp = top
+        for i in range(layers):
+            last = i == layers - 1
+            out = channels if last else inp // 2
+            mods.append(nn.ConvTranspose2d(inp, out, 4, 2, 1))
+            if not last:
+                mods.append(nn.SiLU())
+            inp = out
+        self.deconvs = nn.Sequential(*mods)
+        self.channels_last = channels_last
+
+    def forward(self, feat: Tensor) -> Tensor:
+        x = self.linear(feat).view(-1, self.top, 4, 4)  # [N, C, 4, 4]
+        x = torch.nn.functional.silu(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.deconvs(x)  # [N, channels, S, S]

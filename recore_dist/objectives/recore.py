@@ -1,0 +1,110 @@
+"""ReCoRe (Poudel et al. 2023, arXiv 2312.09056): contrastive world model + invariant regulariser.
+
+Per batch ``[B, T]``:
+  1. Two augmentations of every frame (same parameters along a sequence): a query view and a
+     key view (random shift, colour jitter, grayscale, blur, cutout; ReCoRe sec. 3).
+  2. The query view is encoded and filtered by the RSSM (posterior states).
+  3. InfoNCE between queries from the online branch and keys from a momentum (EMA) encoder on
+     the key view (or the online encoder without gradients); the other ``B*T - 1`` frames of
+     the batch are the negatives; the inverse temperature is learned (CoRe eq. 3). Queries come
+     from the posterior feature (so the latent state must identify the observation) and from
+     the encoder embedding (CURL-style), averaged.
+  4. The intervention-invariant auxiliary loss decodes depth (default), segmentation or the
+     clean (intervention-free) image from the posterior feature; it keeps the contrastive
+     features from collapsing onto augmentation-invariant but task-irrelevant content.
+  5. KL (balanced, free nats), reward and continue terms as in DreamerV2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from recore_dist.models.augment import AugmentConfig, augment_pair
+from recore_dist.models.config import ModelConfig
+from recore_dist.models.rssm import State
+from recore_dist.models.world_model import Spaces, WorldModel
+from recore_dist.objectives.base import Batch, DynamicsConfig, Metrics, Objective, total
+from recore_dist.objectives.contrastive import InverseTemperature, info_nce
+from recore_dist.objectives.ema import ema_copy, ema_update
+
+
+@dataclasses.dataclass
+class ReCoReConfig:
+    """ReCoRe's loss weights and contrastive set-up."""
+
+    contrastive_scale: float = 1.0
+    """Weight of the InfoNCE term."""
+    aux_target: Literal["depth", "segmentation", "clean_image"] = "depth"
+    """Intervention-invariant auxiliary target (ReCoRe: depth; segmentation and denoising as options)."""
+    aux_scale: float = 1.0
+    """Weight of the auxiliary decoder loss (summed over the target's pixels)."""
+    query: Literal["feat", "embed", "both"] = "both"
+    """Where queries come from: posterior feature, encoder embedding (CURL), or both averaged."""
+    key_encoder: Literal["ema", "online"] = "ema"
+    """Keys from a momentum encoder (MoCo/CURL) or the online encoder without gradients."""
+    ema_rate: float = 0.05
+    """Momentum-encoder update rate per step (CURL: tau = 0.05 for the encoder)."""
+    inverse_temperature: float = 10.0
+    """Initial learned inverse temperature (clamped to [1, 100])."""
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    """Augmentations for the two views."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ema_rate <= 1.0:
+            raise ValueError(f"ema_rate={self.ema_rate} must be in (0, 1]")
+        for key in ("contrastive_scale", "aux_scale"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 0")
+
+
+class ReCoRe(Objective):
+    """The ReCoRe world-model objective; see the module docstring."""
+
+    name = "recore"
+
+    def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: ReCoReConfig):
+        wm = WorldModel(model, spaces, decoders=(cfg.aux_target,), projection=True)
+        super().__init__(wm, dynamics)
+        self.cfg = cfg
+        self.batch_keys = ("image", cfg.aux_target)
+        self.temperature = InverseTemperature(cfg.inverse_temperature)
+        if cfg.key_encoder == "ema":
+            self.key_encoder = ema_copy(wm.encoder)
+            self.key_projection = ema_copy(wm.project_embed)
+
+    def _keys(self, view: Tensor) -> Tensor:
+        with torch.no_grad():
+            if self.cfg.key_encoder == "ema":
+                embed = self.key_encoder(view.flatten(0, 1))
+                return self.key_projection(embed)
+            return self.wm.project_embed(self.wm.encoder(view.flatten(0, 1)))
+
+    def forward(self, batch: Batch) -> tuple[Tensor, Metrics, State]:
+        self.check_batch(batch)
+        images = self.wm.images(batch["image"])  # [B, T, C, H, W]
+        with torch.autocast(images.device.type, enabled=False):  # augment in float32
+            query_view, key_view = augment_pair(images, self.cfg.augment)
+        embed = self.wm.encode(query_view)  # [B, T, E]
+        post, prior_stats = self.wm.observe(embed, batch["action"], batch["is_first"])
+        feat = self.wm.feat(post)  # [B, T, F]
+        metrics = self.dynamics_terms(post, prior_stats, feat, batch)
+        key = self._keys(key_view)  # [N, P]
+        lam = self.temperature()
+        queries = {"feat": [self.wm.project_feat(feat.flatten(0, 1))],
+                   "embed": [self.wm.project_embed(embed.flatten(0, 1))]}
+        queries["both"] = queries["feat"] + queries["embed"]
+        losses, accs = zip(*(info_nce(q, key, lam) for q in queries[self.cfg.query]))
+        metrics["loss/contrastive"] = self.cfg.contrastive_scale * sum(losses) / len(losses)
+        metrics["wm/contrastive_acc"] = sum(accs) / len(accs)
+        metrics["wm/inverse_temperature"] = lam.detach()
+        metrics.update(self.decoder_terms(feat, batch, {self.cfg.aux_target: self.cfg.aux_scale}))
+        return total(metrics), metrics, post
+
+    def after_step(self) -> None:
+        if self.cfg.key_encoder == "ema":
+            ema_update(self.key_encoder, self.wm.encoder, self.cfg.ema_rate)
+            ema_update(self.key_projection, self.wm.project_embed, self.cfg.ema_rate)

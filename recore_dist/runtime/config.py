@@ -1,0 +1,122 @@
+"""``TrainConfig``: the training job (env, replay, learner, evaluation, logging), as YAML presets.
+
+Presets live in ``configs/`` (``quickstart``, ``dmc_distracting``, ``nav_pointgoal``, sizes);
+``--set a.b=value`` overrides any field; unknown keys and wrong types fail naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from recore_dist.learner import LearnerConfig
+
+
+@dataclasses.dataclass
+class EnvConfig:
+    """Which simulator to run and what it renders."""
+
+    name: str = "dmc:cartpole-swingup"
+    """Env name, ``suite:task`` (``dmc:*``, ``nav:pointgoal``, ``igibson:pointnav``)."""
+    size: int = 64
+    """Image size in pixels (64 default, 84 option); must equal ``learner.model.image_size``."""
+    depth: bool = True
+    """Render the depth target (ReCoRe's default intervention-invariant regularizer)."""
+    segmentation: bool = False
+    """Render the segmentation target."""
+    clean_image: bool = False
+    """Render the intervention-free image (denoising target)."""
+    interventions: str = "colour,background"
+    """Comma-separated interventions for DMC envs (``colour``, ``camera``, ``background``, ``none``)."""
+    difficulty: Literal["easy", "medium", "hard"] = "easy"
+    """Intervention intensity, scale 0.1 / 0.2 / 0.3 (CoRe Table 7)."""
+    dynamic: bool = False
+    """Interventions change smoothly within episodes (else fixed per episode)."""
+
+    def options(self, split: str) -> dict:
+        """Keyword options of ``recore_dist.envs.make`` for ``split`` (``train`` / ``heldout``)."""
+        opts = {"size": self.size, "depth": self.depth, "segmentation": self.segmentation,
+                "clean_image": self.clean_image, "split": split}
+        if self.name.startswith("dmc:"):
+            opts.update(interventions=self.interventions, difficulty=self.difficulty, dynamic=self.dynamic)
+        return opts
+
+
+@dataclasses.dataclass
+class ReplayConfig:
+    """Replay storage and the replay ratio."""
+
+    capacity: int = 1_000_000
+    """Steps kept (oldest chunks evicted first; DreamerV3: 1e6)."""
+    chunk_length: int = 64
+    """Rows per ``SequenceChunk`` written by the env loop."""
+    ratio: float = 256.0
+    """Replayed steps per env step (DreamerV3 DMC uses 512); sets updates per env step."""
+    prefill: int = 2500
+    """Env steps of uniform random actions before learning starts (DreamerV3: 2500 frames' worth)."""
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1 or self.chunk_length < 2 or self.ratio <= 0 or self.prefill < 0:
+            raise ValueError(f"replay settings out of range: {self}")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Periodic evaluation on the train split and the held-out interventions."""
+
+    every: int = 2000
+    """Evaluate every this many env steps (0: only at the end)."""
+    episodes: int = 2
+    """Episodes per split per evaluation."""
+    num_envs: int = 2
+    """Simulators per split used by evaluation."""
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.episodes < 1 or self.num_envs < 1:
+            raise ValueError(f"eval settings out of range: {self}")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The training job."""
+
+    logdir: str = "runs/quickstart"
+    """TensorBoard events, checkpoints and the resolved config go here; an existing one is resumed."""
+    seed: int = 0
+    """Seed of envs, random prefill actions and the learner."""
+    runner: Literal["local"] = "local"
+    """Runner: ``local`` (env vector + replay + learner in one process)."""
+    env_steps: int = 20_000
+    """Env steps to train for (all simulators together; one step = ``action_repeat`` frames)."""
+    num_envs: int = 4
+    """Simulators stepped in lock-step by the local runner."""
+    torch_threads: int = 0
+    """Torch threads of the process (0: torch's default)."""
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    """The environment."""
+    replay: ReplayConfig = dataclasses.field(default_factory=ReplayConfig)
+    """Replay storage and ratio."""
+    learner: LearnerConfig = dataclasses.field(default_factory=LearnerConfig)
+    """World model, objective, actor-critic and optimisers."""
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    """Evaluation on train and held-out splits."""
+    policy_sync: int = 1
+    """Copy learner weights to the acting policy every this many updates."""
+    log_every: int = 20
+    """Write scalars every this many updates."""
+    image_every: int = 200
+    """Write image summaries (real vs imagined frames, predicted targets) every this many updates."""
+    checkpoint_every: int = 200
+    """Checkpoint (learner, replay, counters) every this many updates; also at the end."""
+    keep_replay: bool = True
+    """Save replay contents with checkpoints so a resume continues on the same data."""
+
+    def __post_init__(self) -> None:
+        for key in ("env_steps", "num_envs", "policy_sync", "log_every", "image_every", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
+        if self.env.size != self.learner.model.image_size:
+            raise ValueError(f"env.size={self.env.size} != learner.model.image_size="
+                             f"{self.learner.model.image_size}; set both")
+        if self.replay.chunk_length < 2:
+            raise ValueError(f"replay.chunk_length={self.replay.chunk_length} must be >= 2")

@@ -1,0 +1,118 @@
+"""``EnvLoop``: steps a vector of envs with a policy (or uniform random actions) and chunks it.
+
+The one piece of acting code: the local runner uses it in-process, the Ray env runner wraps it
+in an actor. It follows the ``SequenceChunk`` row convention (row ``t``: ``obs_t``, the reward
+that arrived with it, the action chosen at it) and reports each finished episode.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from recore_dist.data import SequenceChunk, SequenceChunker
+from recore_dist.envs.vector import VectorEnv
+
+EPISODE_INFO_KEYS = ("success", "spl")
+
+
+class ActingPolicy(Protocol):
+    """What the loop needs from a policy (``recore_dist.behavior.Policy`` is one)."""
+
+    version: int
+
+    def act(self, image: np.ndarray, is_first: np.ndarray, *, explore: bool = True) -> np.ndarray: ...
+
+
+class EnvLoop:
+    """Steps ``envs`` in lock-step.
+
+    Args:
+        envs: the simulators.
+        policy: acting policy; ``None`` (or ``random=True`` per call) uses uniform random actions.
+        chunk_length: rows per chunk; ``0`` records no chunks (evaluation).
+        env_name: stamped on every chunk.
+        runner_id: stamped on every chunk.
+        seed: seed of the random actions.
+    """
+
+    def __init__(self, envs: VectorEnv, policy: ActingPolicy | None = None, *, chunk_length: int = 64,
+                 env_name: str = "env", runner_id: int = 0, seed: int = 0):
+        self.envs, self.policy = envs, policy
+        self.chunker = (SequenceChunker(envs.num_envs, chunk_length, env_name=env_name, runner_id=runner_id)
+                        if chunk_length else None)
+        self.rng = np.random.default_rng(seed)
+        self.obs, self.infos = envs.reset()
+        n = envs.num_envs
+        self.reward = np.zeros(n, np.float32)
+        self.returns = np.zeros(n, np.float64)
+        self.lengths = np.zeros(n, np.int64)
+        self.action_shape = (n, *envs.single_action_space.shape)
+        self.steps = 0
+
+    def random_actions(self) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, self.action_shape).astype(np.float32)
+
+    def step(self, steps: int, *, random: bool = False, explore: bool = True
+             ) -> tuple[list[SequenceChunk], list[dict[str, Any]]]:
+        """Take ``steps`` lock-step steps. Returns ``(finished chunks, finished episodes)``."""
+        chunks: list[SequenceChunk] = []
+        episodes: list[dict[str, Any]] = []
+        for _ in range(steps):
+            use_random = random or self.policy is None
+            if use_random:
+                action = self.random_actions()
+                version = 0
+            else:
+                action = self.policy.act(self.obs["image"], self.obs["is_first"], explore=explore)
+                version = max(0, self.policy.version)
+            if self.chunker is not None:
+                chunks += self.chunker.add(self.obs, action, self.reward, policy_version=version,
+                                           intervention_ids=[i["intervention_id"] for i in self.infos],
+                                           splits=[i["split"] for i in self.infos])
+            self.obs, reward, _, _, self.infos = self.envs.step(action)
+            first = self.obs["is_first"]
+            self.reward = np.where(first, 0.0, reward).astype(np.float32)
+            self.returns = np.where(first, 0.0, self.returns + self.reward)
+            self.lengths = np.where(first, 0, self.lengths + 1)
+            self.steps += self.envs.num_envs
+            for i in np.flatnonzero(self.obs["is_last"]):
+                episodes.append(self._episode(i))
+        return chunks, episodes
+
+    def _episode(self, i: int) -> dict[str, Any]:
+        info = self.infos[i]
+        out = {"return": float(self.returns[i]), "length": int(self.lengths[i]), "split": info.get("split"),
+               "intervention_id": info.get("intervention_id")}
+        out.update({k: float(info[k]) for k in EPISODE_INFO_KEYS if k in info})
+        return out
+
+    def run_episodes(self, episodes: int, *, random: bool = False, explore: bool = False,
+                     max_steps: int = 100_000) -> list[dict[str, Any]]:
+        """Step until ``episodes`` episodes finish (evaluation); returns the first ``episodes``."""
+        done: list[dict[str, Any]] = []
+        taken = 0
+        while len(done) < episodes:
+            if taken >= max_steps:
+                raise RuntimeError(f"{episodes} episodes did not finish within {max_steps} steps")
+            done += self.step(1, random=random, explore=explore)[1]
+            taken += 1
+        return done[:episodes]
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def summarise(episodes: list[dict[str, Any]], prefix: str) -> dict[str, float]:
+    """Mean return / length (and success / SPL when present) as ``{prefix}/return`` etc."""
+    if not episodes:
+        return {}
+    out = {f"{prefix}/return": float(np.mean([e["return"] for e in episodes])),
+           f"{prefix}/length": float(np.mean([e["length"] for e in episodes])),
+           f"{prefix}/episodes": float(len(episodes))}
+    for key in EPISODE_INFO_KEYS:
+        values = [e[key] for e in episodes if key in e]
+        if values:
+            out[f"{prefix}/{key}"] = float(np.mean(values))
+    return out

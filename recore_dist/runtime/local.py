@@ -1,0 +1,206 @@
+"""Local runner: env vector + policy + replay + learner in one process (no Ray).
+
+The whole system at a fixed replay ratio, debuggable in one process (Sample Factory's serial
+runner habit). Progress bar, TensorBoard scalars and images, periodic evaluation on the train
+and held-out intervention splits, checkpoints, and resume from the logdir.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recore_dist import config as config_lib
+from recore_dist.behavior import Policy
+from recore_dist.learner import Learner
+from recore_dist.logging import Logger, Rate
+from recore_dist.models.world_model import Spaces
+from recore_dist.replay import ReplayRatio, ReplayStore
+from recore_dist.runtime.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from recore_dist.runtime.config import TrainConfig
+from recore_dist.runtime.env_loop import EnvLoop, summarise
+from recore_dist.runtime.summaries import open_loop_grids
+
+
+def make_envs(cfg: TrainConfig, split: str, num_envs: int, seed: int):
+    """The default env factory: a lock-step vector of ``cfg.env`` on ``split``."""
+    from recore_dist.envs import make_vector
+
+    return make_vector(cfg.env.name, num_envs, seed=seed, **cfg.env.options(split))
+
+
+def spaces_of(envs) -> Spaces:
+    """Model spaces from a vector env's first simulator."""
+    env = envs.envs[0]
+    space = envs.single_action_space
+    return Spaces(action_dim=int(np.prod(space.shape)), image_channels=int(env.observation_space["image"].shape[-1]),
+                  num_classes=int(getattr(env, "num_classes", 0)), max_depth=float(getattr(env, "max_depth", 10.0)))
+
+
+class LocalRunner:
+    """Trains ``cfg`` in this process; ``run()`` returns a summary dict.
+
+    Args:
+        cfg: the job.
+        make_env_vector: ``(cfg, split, num_envs, seed) -> VectorEnv`` (injected for tests/other envs).
+        progress: show a progress bar.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, make_env_vector: Callable = make_envs, progress: bool = True):
+        self.cfg, self.make_env_vector, self.progress = cfg, make_env_vector, progress
+        self.logdir = Path(cfg.logdir)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        self.envs = make_env_vector(cfg, "train", cfg.num_envs, cfg.seed)
+        self.spaces = spaces_of(self.envs)
+        self.learner = Learner(cfg.learner, self.spaces)
+        lc = cfg.learner
+        self.batch_steps = lc.batch_size * lc.batch_length
+        self.ratio = ReplayRatio(cfg.replay.ratio, batch_steps=self.batch_steps, min_steps=cfg.replay.prefill)
+        self.counters: dict[str, Any] = {"env_steps": 0, "episodes": 0, "seconds": 0.0}
+        self.replay = ReplayStore(cfg.replay.capacity, length=lc.batch_length,
+                                  keys=self.learner.objective.batch_keys, seed=cfg.seed)
+        self.resumed = self._resume()
+        self.policy = Policy(lc.model, lc.behavior, self.spaces, num_envs=cfg.num_envs)
+        self._sync_policy()
+        self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
+                            seed=cfg.seed + self.counters["env_steps"])
+        self._eval_loops: dict[str, EnvLoop] = {}
+        self._eval_policies: dict[str, Policy] = {}
+
+    # --------------------------------------------------------------------------- state
+    def _resume(self) -> bool:
+        path = find_checkpoint(self.logdir)
+        if path is None:
+            return False
+        state, replay = load_checkpoint(path, self.learner)
+        self.counters.update(state["counters"])
+        self.ratio.load_state_dict(state["ratio"])
+        if replay is not None:
+            self.replay = replay
+        return True
+
+    def checkpoint(self) -> Path:
+        state = {"counters": self.counters, "ratio": self.ratio.state_dict(), "updates": self.learner.updates}
+        return save_checkpoint(self.logdir, self.learner, self.replay if self.cfg.keep_replay else None, state)
+
+    def _sync_policy(self) -> None:
+        self.weights = self.learner.policy_weights()
+        self.policy.load(self.weights, self.learner.updates)
+
+    # --------------------------------------------------------------------------- evaluation
+    def evaluate(self, split: str, episodes: int, *, random: bool = False) -> dict[str, float]:
+        """Mode-action episodes of the current policy (or a random policy) on ``split``."""
+        cfg = self.cfg.eval
+        if split not in self._eval_loops:
+            seed = self.cfg.seed + (10_000 if split == "train" else 20_000)
+            policy = Policy(self.cfg.learner.model, self.cfg.learner.behavior, self.spaces, num_envs=cfg.num_envs)
+            envs = self.make_env_vector(self.cfg, split, cfg.num_envs, seed)
+            self._eval_policies[split] = policy
+            self._eval_loops[split] = EnvLoop(envs, policy, chunk_length=0, seed=seed)
+        loop, policy = self._eval_loops[split], self._eval_policies[split]
+        policy.load(self.weights, self.learner.updates)
+        loop.obs, loop.infos = loop.envs.reset()  # start every evaluation on fresh episodes
+        policy.reset()
+        loop.returns[:], loop.lengths[:] = 0.0, 0
+        prefix = f"eval_{'random' if random else 'policy'}_{split}"
+        return summarise(loop.run_episodes(episodes, random=random, explore=False), prefix)
+
+    # --------------------------------------------------------------------------- main loop
+    def run(self) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        cfg, counters = self.cfg, self.counters
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        config_lib.save(cfg, self.logdir / "config.yaml")
+        logger = Logger(self.logdir)
+        bar = tqdm(total=cfg.env_steps, initial=counters["env_steps"], unit="step", disable=not self.progress,
+                   desc="train", dynamic_ncols=True)
+        env_rate, update_rate = Rate(), Rate()
+        recent: list[float] = []
+        metrics: dict[str, float] = {}
+        last_eval = counters["env_steps"]
+        self._started = time.perf_counter() - counters["seconds"]
+        try:
+            while counters["env_steps"] < cfg.env_steps:
+                random = counters["env_steps"] < cfg.replay.prefill
+                chunks, episodes = self.loop.step(1, random=random)
+                counters["env_steps"] += cfg.num_envs
+                env_rate.add(cfg.num_envs)
+                for chunk in chunks:
+                    self.replay.add(chunk)
+                for ep in episodes:
+                    counters["episodes"] += 1
+                    recent = (recent + [ep["return"]])[-20:]
+                    logger.scalars({"train/return": ep["return"], "train/length": ep["length"]}, counters["env_steps"])
+                due = self.ratio.updates_due(counters["env_steps"]) if self.replay.num_windows else 0
+                for _ in range(due):
+                    metrics = self.learner.update(self.replay.sample(cfg.learner.batch_size))
+                    update_rate.add(1)
+                    self._after_update(logger, metrics, env_rate, update_rate)
+                bar.update(cfg.num_envs)
+                bar.set_postfix(upd=self.learner.updates, ret=f"{np.mean(recent):.1f}" if recent else "-",
+                                wm=f"{metrics.get('loss/world_model', float('nan')):.2f}", refresh=False)
+                if cfg.eval.every and counters["env_steps"] - last_eval >= cfg.eval.every:
+                    last_eval = counters["env_steps"]
+                    self._log_eval(logger)
+            counters["seconds"] = time.perf_counter() - self._started
+            final = self._log_eval(logger)
+            self.checkpoint()
+        finally:
+            bar.close()
+            logger.close()
+        summary = {"env_steps": counters["env_steps"], "updates": self.learner.updates,
+                   "episodes": counters["episodes"], "seconds": counters["seconds"],
+                   "train_return_recent": float(np.mean(recent)) if recent else None,
+                   "replay": self.replay.stats(), "params": self.learner.param_counts(), **final,
+                   "logdir": str(self.logdir), "resumed": self.resumed}
+        (self.logdir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def _after_update(self, logger: Logger, metrics: dict[str, float], env_rate: Rate, update_rate: Rate) -> None:
+        cfg, updates = self.cfg, self.learner.updates
+        if updates % cfg.policy_sync == 0:
+            self._sync_policy()
+        step = self.counters["env_steps"]
+        if updates % cfg.log_every == 0:
+            rates = {"perf/env_steps_per_second": env_rate.rate(), "perf/updates_per_second": update_rate.rate()}
+            replay = {f"replay/{k}": float(v) for k, v in self.replay.stats().items()}
+            logger.scalars({**metrics, **rates, **replay, "perf/updates": updates}, step)
+        if updates % cfg.image_every == 0:
+            for tag, grid in open_loop_grids(self.learner, self.replay.sample(4)).items():
+                logger.images(f"open_loop/{tag}", grid[None], step)
+        if updates % cfg.checkpoint_every == 0:
+            self.counters["seconds"] = time.perf_counter() - self._started
+            self.checkpoint()
+
+    def _log_eval(self, logger: Logger) -> dict[str, float]:
+        results: dict[str, float] = {}
+        for split in ("train", "heldout"):
+            results.update(self.evaluate(split, self.cfg.eval.episodes))
+        logger.scalars(results, self.counters["env_steps"])
+        if results.get("eval_policy_train/return"):
+            results["eval/generalization_gap"] = (results["eval_policy_train/return"]
+                                                  - results.get("eval_policy_heldout/return", 0.0))
+        logger.flush()
+        return results
+
+    def close(self) -> None:
+        self.loop.close()
+        for loop in self._eval_loops.values():
+            loop.close()
+
+
+def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Run the local runner to completion (resuming from ``cfg.logdir`` if it has a checkpoint)."""
+    runner = LocalRunner(cfg, progress=progress)
+    try:
+        return runner.run()
+    finally:
+        runner.close()
