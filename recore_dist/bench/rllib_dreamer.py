@@ -115,19 +115,26 @@ def measure_rllib_dreamerv3(*, batch_size: int = 16, length: int = 64, size: int
 
     rng = np.random.default_rng(seed)
     steps_sampled = batch_size * length
-    samples = []
+    samples, cpu_samples = [], []
+    load_before = os.getloadavg()[0]
     for i in range(warmup + updates):
         batch = SampleBatch(_random_batch(rng, batch_size, length, size, action_dim)).as_multi_agent()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         learner.update(batch=batch, timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: steps_sampled})
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         if i >= warmup:
             samples.append(elapsed)
+            cpu_samples.append(cpu)
         steps_sampled += batch_size * length
 
     return {
         "seconds_per_update": statistics.median(samples),
         "samples": samples,
+        # Process CPU seconds per timed update; on an otherwise idle machine cpu/wall is about
+        # `threads`, a much lower ratio means other processes were competing for the cores.
+        "cpu_seconds_per_update": statistics.median(cpu_samples),
+        "cpu_per_wall": sum(cpu_samples) / sum(samples),
+        "loadavg_1min": [load_before, os.getloadavg()[0]],
         "params": params,
         "params_trainable": params_trainable,
         "params_world_model": _count(module.world_model),

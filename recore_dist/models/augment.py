@@ -56,7 +56,7 @@ class AugmentConfig:
     """Strengths and probabilities of the augmentations; every draw is per sequence."""
 
     shift: int = 4
-    """Replicate-pad-and-random-crop pixels per side; 4 as DrQ (Kostrikov et al., 2021); RAD/CURL crop 100->84."""
+    """Replicate-pad-and-random-crop pixels per side; DrQ (Kostrikov et al., 2021) pads 4 (RAD/CURL: 100->84)."""
     brightness: float = 0.4
     """Brightness factor ~ U[max(0, 1-s), 1+s]; 0.4 as MoCo v2's ColorJitter (SimCLR strength 0.5)."""
     contrast: float = 0.4
@@ -94,7 +94,8 @@ class AugmentConfig:
         _check_range("AugmentConfig.cutout_size_min", self.cutout_size_min, 0.0, 1.0, open_low=True)
         _check_range("AugmentConfig.cutout_size_max", self.cutout_size_max, self.cutout_size_min, 1.0)
         if not isinstance(self.cutout_random_colour, bool):
-            raise ValueError(f"AugmentConfig.cutout_random_colour must be a bool, got {self.cutout_random_colour!r}")
+            raise ValueError("AugmentConfig.cutout_random_colour must be a bool, "
+                             f"got {self.cutout_random_colour!r}")
 
 
 ALL_OFF: dict[str, object] = dict(shift=0, brightness=0.0, contrast=0.0, saturation=0.0, grayscale_p=0.0,
@@ -135,8 +136,7 @@ def sample_params(config: AugmentConfig, *, batch: int, height: int, width: int,
         hue=(2.0 * u[:, HUE] - 1.0) * (c.hue * 2.0 * math.pi) if c.hue > 0 else None,
         blur_sigma=_blur_sigmas(u, c) if c.blur_p > 0 else None,
         cutout_box=_cutout_boxes(u, c, height, width) if c.cutout_p > 0 else None,
-        cutout_fill=(u[:, CUT_COLOUR] if c.cutout_random_colour else torch.zeros_like(u[:, CUT_COLOUR]))
-        if c.cutout_p > 0 else None,
+        cutout_fill=_cutout_fill(u, c) if c.cutout_p > 0 else None,
     )
 
 
@@ -218,7 +218,7 @@ def gaussian_blur(x: Tensor, sigma_min: float = 0.1, sigma_max: float = 2.0, p: 
 
 def cutout(x: Tensor, p: float = 0.5, size_min: float = 0.1, size_max: float = 0.3,
            random_colour: bool = True, generator: torch.Generator | None = None) -> Tensor:
-    """Fill one random rectangle per sequence (sides ``size_min..size_max`` of the image) with probability ``p``."""
+    """With probability ``p``, fill one rectangle per sequence, sides ``size_min..size_max`` of the image's."""
     return _only(x, generator, cutout_p=p, cutout_size_min=size_min, cutout_size_max=size_max,
                  cutout_random_colour=random_colour)
 
@@ -275,6 +275,11 @@ def _cutout_boxes(u: Tensor, config: AugmentConfig, height: int, width: int) -> 
     return torch.stack([top, left, box_h * applied, box_w * applied], dim=1)
 
 
+def _cutout_fill(u: Tensor, config: AugmentConfig) -> Tensor:  # -> [B, 3] in [0, 1]
+    colour = u[:, CUT_COLOUR]
+    return colour if config.cutout_random_colour else torch.zeros_like(colour)
+
+
 def _hue_matrix(angle: Tensor) -> Tensor:  # [B] -> [B, 3, 3]
     """Rotation of RGB about the gray axis (1, 1, 1); +1/3 turn maps red to green, like HSV hue."""
     cos, sin = angle.cos(), angle.sin()
@@ -315,7 +320,7 @@ def _mix_colour_(x: Tensor, weights: Tensor) -> None:
     """In place: ``x = w0*x + w1*luma(x) + w2*mean_luma(frame)`` on every channel."""
     b, t = x.shape[:2]
     weights = weights.to(x.device, x.dtype).view(b, 3, 1, 1, 1)
-    flat = x.view(b, t, 3, -1)  # [B, T, 3, H*W]
+    flat = x.view(b, t, 3, x.shape[3] * x.shape[4])  # [B, T, 3, H*W]
     luma = flat[:, :, 0:1] * LUMA[0]  # [B, T, 1, H*W]
     luma.add_(flat[:, :, 1:2], alpha=LUMA[1]).add_(flat[:, :, 2:3], alpha=LUMA[2])
     mean = luma.mean(dim=-1, keepdim=True)  # [B, T, 1, 1]
@@ -341,9 +346,10 @@ def _blur_(x: Tensor, sigma: Tensor) -> None:
     cols_k = rows_k if w == h else _gaussian_matrix(sigma[chosen], w).to(x.device, x.dtype)  # [n, W, W]
     index = chosen.to(x.device)
     picked = x.index_select(0, index)  # [n, T, C, H, W]
-    blurred = torch.bmm(picked.view(n, t * c * h, w), cols_k.transpose(1, 2))  # along W
-    blurred = torch.matmul(rows_k[:, None], blurred.view(n, t * c, h, w))  # along H
-    x.index_copy_(0, index, blurred.view(n, t, c, h, w))
+    blurred = torch.bmm(picked.view(n, t * c * h, w), cols_k.transpose(1, 2))  # [n, T*C*H, W]: along W
+    by_row = blurred.view(n, t * c, h, w).transpose(1, 2).reshape(n, h, t * c * w)  # [n, H, T*C*W]
+    blurred = torch.bmm(rows_k, by_row).view(n, h, t, c, w)  # along H (one GEMM per sequence)
+    x.index_copy_(0, index, blurred.permute(0, 2, 3, 1, 4))  # [n, T, C, H, W]
 
 
 def _fill_boxes_(x: Tensor, boxes: Tensor, fill: Tensor) -> None:
