@@ -129,6 +129,7 @@ def measure_rllib_dreamerv3(*, batch_size: int = 16, length: int = 64, size: int
 
     return {
         "seconds_per_update": statistics.median(samples),
+        "seconds_per_update_min": min(samples),
         "samples": samples,
         # Process CPU seconds per timed update; on an otherwise idle machine cpu/wall is about
         # `threads`, a much lower ratio means other processes were competing for the cores.

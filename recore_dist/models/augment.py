@@ -384,7 +384,8 @@ def _check_range(name: str, value: object, low: float, high: float | None, *,
     kind = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ValueError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
-    above = value > low if open_low else value >= low
-    if not (above and (high is None or value <= high)):  # also rejects NaN
+    number = float(value)
+    above = number > low if open_low else number >= low
+    if not (above and (high is None or number <= high)):  # also rejects NaN
         bounds = f"{'(' if open_low else '['}{low}, {'inf)' if high is None else f'{high}]'}"
         raise ValueError(f"{name} must be in {bounds}, got {value!r}")

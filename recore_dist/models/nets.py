@@ -27,7 +27,8 @@ class ConvEncoder(nn.Module):
     """Images ``[N, C, H, W]`` (floats in [0, 1]) -> embeddings ``[N, E]``, LayerNorm on the output.
 
     DreamerV2's stack: ``layers`` convolutions of kernel 4, stride 2, padding 1, channels
-    ``depth * 2**i``, SiLU; then flatten and LayerNorm. 64 px -> 4x4, 84 px -> 5x5.
+    ``depth * 2**i``, ReLU (CoRe appendix A.2 uses ReLU in the encoder; it is also ~2x cheaper
+    than SiLU on CPU); then flatten and LayerNorm. 64 px -> 4x4, 84 px -> 5x5.
     """
 
     def __init__(self, *, channels: int, size: int, depth: int, layers: int, channels_last: bool = True):
@@ -36,7 +37,7 @@ class ConvEncoder(nn.Module):
         inp = channels
         for i in range(layers):
             out = depth * 2**i
-            mods += [nn.Conv2d(inp, out, 4, 2, 1), nn.SiLU()]
+            mods += [nn.Conv2d(inp, out, 4, 2, 1), nn.ReLU(inplace=True)]
             inp, size = out, size // 2
         self.convs = nn.Sequential(*mods)
         self.out_channels, self.out_size = inp, size
@@ -45,7 +46,7 @@ class ConvEncoder(nn.Module):
         self.channels_last = channels_last
 
     def forward(self, image: Tensor) -> Tensor:
-        x = image - 0.5  # [N, C, H, W]
+        x = image  # [N, C, H, W] in [0, 1]; the first conv's bias absorbs any centring
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.convs(x)
@@ -75,14 +76,14 @@ class ConvDecoder(nn.Module):
             out = channels if last else inp // 2
             mods.append(nn.ConvTranspose2d(inp, out, 4, 2, 1))
             if not last:
-                mods.append(nn.SiLU())
+                mods.append(nn.ReLU(inplace=True))
             inp = out
         self.deconvs = nn.Sequential(*mods)
         self.channels_last = channels_last
 
     def forward(self, feat: Tensor) -> Tensor:
         x = self.linear(feat).view(-1, self.top, 4, 4)  # [N, C, 4, 4]
-        x = torch.nn.functional.silu(x)
+        x = torch.nn.functional.relu(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.deconvs(x)  # [N, channels, S, S]

@@ -113,7 +113,9 @@ class LocalRunner:
         return summarise(loop.run_episodes(episodes, random=random, explore=False), prefix)
 
     # --------------------------------------------------------------------------- main loop
-    def run(self) -> dict[str, Any]:
+    def run(self, *, max_seconds: float | None = None) -> dict[str, Any]:
+        """Train until ``cfg.env_steps`` (or ``max_seconds`` of wall-clock in this call), evaluate
+        on both splits, checkpoint, and return a summary."""
         from tqdm import tqdm
 
         cfg, counters = self.cfg, self.counters
@@ -128,7 +130,8 @@ class LocalRunner:
         last_eval = counters["env_steps"]
         self._started = time.perf_counter() - counters["seconds"]
         try:
-            while counters["env_steps"] < cfg.env_steps:
+            deadline = time.perf_counter() + max_seconds if max_seconds else float("inf")
+            while counters["env_steps"] < cfg.env_steps and time.perf_counter() < deadline:
                 random = counters["env_steps"] < cfg.replay.prefill
                 chunks, episodes = self.loop.step(1, random=random)
                 counters["env_steps"] += cfg.num_envs

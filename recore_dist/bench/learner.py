@@ -1,0 +1,158 @@
+"""``recore-dist bench learner``: seconds per update of our learner vs RLlib DreamerV3, FLOP rate.
+
+Every measurement runs in a fresh subprocess with the same torch thread count, on the same
+shapes: B sequences of T steps of 64x64x3 pixels, a 1-dim continuous action (cartpole's).
+
+- Ours: ``Learner.update`` (ReCoRe objective: two augmented views, momentum key encoder, RSSM,
+  depth decoder, KL/reward/continue; then 15-step imagination from all B*T posterior states and
+  the actor and critic steps) for each requested model size; median over timed updates after
+  two warm-up updates.
+- Baseline: RLlib's DreamerV3 learner (size XS, torch) on the same B, T and image size
+  (:mod:`recore_dist.bench.rllib_dreamer`).
+- FLOP rate: the FLOPs of one of our updates counted by ``torch.utils.flop_counter.FlopCounterMode``
+  (matmuls and convolutions, forward and backward), divided by the median update time, against
+  the rate of a 4096x4096 matmul measured in the same process, threads and dtype as the learner's
+  autocast dtype (bfloat16 where the CPU supports it; float32 otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+RLLIB_MODULE = "recore_dist.bench.rllib_dreamer"
+
+
+def _batch(batch_size: int, length: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    is_first = np.zeros((batch_size, length), bool)
+    is_first[:, 0] = True
+    return {"image": rng.integers(0, 256, (batch_size, length, size, size, 3), dtype=np.uint8),
+            "depth": rng.uniform(0.5, 10.0, (batch_size, length, size, size, 1)).astype(np.float32),
+            "action": rng.uniform(-1, 1, (batch_size, length, 1)).astype(np.float32),
+            "reward": rng.uniform(0, 1, (batch_size, length)).astype(np.float32),
+            "is_first": is_first, "is_last": np.zeros((batch_size, length), bool),
+            "is_terminal": np.zeros((batch_size, length), bool)}
+
+
+def matmul_rate(dtype_name: str, n: int = 4096, repeats: int = 5) -> float:
+    """FLOP/s of an ``n x n`` matmul in ``dtype_name`` (best of ``repeats``)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def measure_ours(*, size: str, threads: int, updates: int, batch_size: int, length: int,
+                 objective: str = "recore", precision: str = "auto") -> dict[str, Any]:
+    """Time our learner in this process (call it in a fresh process with ``threads`` set)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from recore_dist import config as config_lib
+    from recore_dist.learner import Learner, LearnerConfig
+    from recore_dist.models.world_model import Spaces
+
+    torch.set_num_threads(threads)
+    cfg = config_lib.from_dict(LearnerConfig, {"model": {"size": size}, "objective": {"name": objective},
+                                               "batch_size": batch_size, "batch_length": length,
+                                               "precision": precision, "device": "cpu"})
+    learner = Learner(cfg, Spaces(action_dim=1))
+    batch = _batch(batch_size, length, cfg.model.image_size)
+    for _ in range(2):
+        learner.update(batch)
+    times, cpu = [], []
+    for _ in range(updates):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        learner.update(batch)
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        learner.update(batch)
+    flops = counter.get_total_flops()
+    seconds = statistics.median(times)
+    dtype = str(learner.dtype).replace("torch.", "")
+    peak = matmul_rate(dtype)
+    return {"size": size, "objective": objective, "threads": threads, "precision": dtype,
+            "seconds_per_update": seconds, "seconds_min": min(times), "cpu_per_wall": sum(cpu) / sum(times),
+            "params": learner.param_counts()["total"], "params_detail": learner.param_counts(),
+            "flops_per_update": flops, "flop_rate": flops / seconds, "matmul_rate": peak,
+            "fraction_of_matmul": flops / seconds / peak}
+
+
+def _child(args: list[str], threads: int) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env.setdefault("MUJOCO_GL", "disable")
+    proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_bench(*, threads: int = 2, sizes: list[str] | tuple[str, ...] = ("xxs", "xs"), updates: int = 5,
+              rllib_updates: int = 2, batch_size: int = 16, length: int = 64) -> dict[str, Any]:
+    """All measurements, each in a fresh subprocess; ratios against RLlib DreamerV3 XS."""
+    ours = []
+    for size in sizes:
+        spec = json.dumps({"size": size, "threads": threads, "updates": updates, "batch_size": batch_size,
+                           "length": length})
+        ours.append(_child([__name__, "--child", spec], threads))
+    result: dict[str, Any] = {"threads": threads, "batch_size": batch_size, "length": length, "image": 64,
+                              "ours": ours}
+    if rllib_updates:
+        rllib = _child([RLLIB_MODULE, "--threads", str(threads), "--updates", str(rllib_updates),
+                        "--batch-size", str(batch_size), "--length", str(length), "--json"], threads)
+        result["rllib_dreamerv3"] = rllib
+        for row in ours:
+            row["speedup_vs_rllib"] = rllib["seconds_per_update"] / row["seconds_per_update"]
+            row["params_ratio_vs_rllib"] = row["params"] / rllib["params"]
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"learner update, B={result['batch_size']} T={result['length']} 64x64x3, "
+             f"{result['threads']} thread(s), same shapes for every row"]
+    header = f"{'learner':<28}{'params':>12}{'s/update':>10}{'speedup':>9}{'GFLOP/upd':>11}{'GFLOP/s':>9}{'of matmul':>11}"
+    lines.append(header)
+    rllib = result.get("rllib_dreamerv3")
+    if rllib:
+        lines.append(f"{'RLlib DreamerV3 XS (torch)':<28}{rllib['params']:>12,}{rllib['seconds_per_update']:>10.2f}"
+                     f"{1.0:>9.2f}{'-':>11}{'-':>9}{'-':>11}")
+    for row in result["ours"]:
+        name = f"recore-dist {row['size']} ({row['precision']})"
+        speed = f"{row['speedup_vs_rllib']:.2f}" if "speedup_vs_rllib" in row else "-"
+        lines.append(f"{name:<28}{row['params']:>12,}{row['seconds_per_update']:>10.2f}{speed:>9}"
+                     f"{row['flops_per_update'] / 1e9:>11.1f}{row['flop_rate'] / 1e9:>9.1f}"
+                     f"{row['fraction_of_matmul']:>10.0%} ")
+    if result["ours"]:
+        row = result["ours"][0]
+        lines.append(f"matmul 4096^2 {row['precision']}: {row['matmul_rate'] / 1e9:.1f} GFLOP/s (same process and threads)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--child":
+        print(json.dumps(measure_ours(**json.loads(argv[1]))))
+        return 0
+    print("usage: python -m recore_dist.bench.learner --child JSON (use `recore-dist bench learner`)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
