@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     learner.add_argument("--sizes", default="xxs,xs", help="our model sizes to time (comma-separated)")
     learner.add_argument("--updates", type=int, default=5, help="timed updates per model (median)")
     learner.add_argument("--rllib-updates", type=int, default=2, help="timed RLlib updates (0: skip RLlib)")
+    learner.add_argument("--actor-grads", default="reinforce,dynamics",
+                         help="actor gradient modes to time: reinforce (as DreamerV3), dynamics (our default)")
     learner.add_argument("--batch-size", type=int, default=16)
     learner.add_argument("--length", type=int, default=64)
 
@@ -89,7 +91,8 @@ def _bench(args: argparse.Namespace) -> int:
         from recore_dist.bench.learner import format_table, run_bench
 
         result = run_bench(threads=args.threads, sizes=args.sizes.split(","), updates=args.updates,
-                           rllib_updates=args.rllib_updates, batch_size=args.batch_size, length=args.length)
+                           rllib_updates=args.rllib_updates, batch_size=args.batch_size, length=args.length,
+                           actor_grads=tuple(args.actor_grads.split(",")))
         print(json.dumps(result) if args.json else format_table(result))
         return 0
     if args.bench == "learn":

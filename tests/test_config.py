@@ -7,22 +7,23 @@ from pathlib import Path
 import pytest
 
 from recore_dist import config
-from recore_dist.collect import CollectConfig
+from recore_dist.runtime.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+@pytest.mark.parametrize("preset", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml")))
 def test_presets_load(preset):
-    cfg = config.load(CollectConfig, CONFIGS / preset)
+    cfg = config.load(TrainConfig, CONFIGS / preset)
     assert cfg.env.name.partition(":")[0] in ("dmc", "nav", "igibson")
 
 
 def test_overrides_and_round_trip(tmp_path):
-    cfg = config.load(CollectConfig, CONFIGS / "quickstart.yaml", ["env.size=84", "num_runners=3", "env.dynamic=false"])
-    assert (cfg.env.size, cfg.num_runners, cfg.env.dynamic) == (84, 3, False)
+    cfg = config.load(TrainConfig, CONFIGS / "quickstart.yaml", ["env.size=84", "learner.model.image_size=84",
+                                                                   "num_envs=3", "env.dynamic=false"])
+    assert (cfg.env.size, cfg.num_envs, cfg.env.dynamic) == (84, 3, False)
     config.save(cfg, tmp_path / "c.yaml")
-    assert config.load(CollectConfig, tmp_path / "c.yaml") == cfg
+    assert config.load(TrainConfig, tmp_path / "c.yaml") == cfg
 
 
 @pytest.mark.parametrize(
@@ -34,13 +35,16 @@ def test_overrides_and_round_trip(tmp_path):
         ("env.depth=1", "env.depth=1 must be a bool"),
         ("env.difficulty=extreme", "env.difficulty='extreme' must be one of"),
         ("seed", "key=value"),
+        ("learner.model.size=huge", "learner.model.size='huge' must be one of"),
+        ("learner.behavior.discount=2", "discount=2.0 must be in"),
+        ("env.size=84", "env.size=84 != learner.model.image_size=64"),
     ],
 )
 def test_errors_name_the_key(override, message):
     with pytest.raises(config.ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        config.load(CollectConfig, None, [override])
+        config.load(TrainConfig, None, [override])
 
 
 def test_missing_file():
     with pytest.raises(config.ConfigError, match="does not exist"):
-        config.load(CollectConfig, "configs/none.yaml")
+        config.load(TrainConfig, "configs/none.yaml")

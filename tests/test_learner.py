@@ -91,3 +91,16 @@ def test_config_errors_name_the_key():
 def test_default_model_size_counts():
     counts = Learner(from_dict(LearnerConfig, {"device": "cpu"}), Spaces(action_dim=1)).param_counts()
     assert 3e6 < counts["total"] < 2e7 and counts["total"] == counts["world_model"] + counts["actor"] + counts["critic"]
+
+
+@pytest.mark.parametrize("actor_grad", ["dynamics", "reinforce"])
+def test_gaussian_latents_and_both_actor_gradients(actor_grad):
+    cfg = tiny_learner_config(**{"model.classes": 0, "behavior.actor_grad": actor_grad})
+    learner = Learner(cfg, Spaces(action_dim=1))
+    assert learner.ac.uses_dynamics() == (actor_grad == "dynamics")
+    before = [p.detach().clone() for p in learner.wm_params]
+    metrics = learner.update(synthetic_batch())
+    assert all(math.isfinite(v) for v in metrics.values()) and metrics["opt/actor_grad_norm"] > 0
+    # The actor's loss never trains the world model: its gradients stay world-model-only.
+    assert any(not torch.equal(x, y.detach()) for x, y in zip(before, learner.wm_params))
+    assert all(p.requires_grad for p in learner.wm_params)  # unfrozen after imagination

@@ -77,10 +77,3 @@ def test_cli_bad_config_exits_with_the_key():
     proc = subprocess.run([sys.executable, "-m", "recore_dist.cli", "train", "--config", "configs/quickstart.yaml",
                            "--set", "learner.model.deterr=3"], capture_output=True, text=True)
     assert proc.returncode == 2 and "deterr" in proc.stderr
-
-
-@pytest.mark.parametrize("preset", ["quickstart", "dmc_distracting", "nav_pointgoal", "bench_learn",
-                                    "sizes/xxs", "sizes/xs", "sizes/s", "sizes/m"])
-def test_presets_load(preset):
-    cfg = config_lib.load(TrainConfig, f"configs/{preset}.yaml")
-    assert cfg.runner == "local"

@@ -58,7 +58,7 @@ def matmul_rate(dtype_name: str, n: int = 4096, repeats: int = 5) -> float:
 
 
 def measure_ours(*, size: str, threads: int, updates: int, batch_size: int, length: int,
-                 objective: str = "recore", precision: str = "auto") -> dict[str, Any]:
+                 objective: str = "recore", precision: str = "auto", actor_grad: str = "reinforce") -> dict[str, Any]:
     """Time our learner in this process (call it in a fresh process with ``threads`` set)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -70,6 +70,7 @@ def measure_ours(*, size: str, threads: int, updates: int, batch_size: int, leng
     torch.set_num_threads(threads)
     cfg = config_lib.from_dict(LearnerConfig, {"model": {"size": size}, "objective": {"name": objective},
                                                "batch_size": batch_size, "batch_length": length,
+                                               "behavior": {"actor_grad": actor_grad},
                                                "precision": precision, "device": "cpu"})
     learner = Learner(cfg, Spaces(action_dim=1))
     batch = _batch(batch_size, length, cfg.model.image_size)
@@ -88,11 +89,13 @@ def measure_ours(*, size: str, threads: int, updates: int, batch_size: int, leng
     seconds = statistics.median(times)
     dtype = str(learner.dtype).replace("torch.", "")
     peak = matmul_rate(dtype)
-    return {"size": size, "objective": objective, "threads": threads, "precision": dtype,
+    peak_fp32 = peak if dtype == "float32" else matmul_rate("float32")
+    return {"size": size, "objective": objective, "actor_grad": actor_grad, "threads": threads, "precision": dtype,
             "seconds_per_update": seconds, "seconds_min": min(times), "cpu_per_wall": sum(cpu) / sum(times),
             "params": learner.param_counts()["total"], "params_detail": learner.param_counts(),
             "flops_per_update": flops, "flop_rate": flops / seconds, "matmul_rate": peak,
-            "fraction_of_matmul": flops / seconds / peak}
+            "fraction_of_matmul": flops / seconds / peak, "matmul_rate_float32": peak_fp32,
+            "fraction_of_float32_matmul": flops / seconds / peak_fp32}
 
 
 def _child(args: list[str], threads: int) -> dict[str, Any]:
@@ -105,13 +108,20 @@ def _child(args: list[str], threads: int) -> dict[str, Any]:
 
 
 def run_bench(*, threads: int = 2, sizes: list[str] | tuple[str, ...] = ("xxs", "xs"), updates: int = 5,
-              rllib_updates: int = 2, batch_size: int = 16, length: int = 64) -> dict[str, Any]:
-    """All measurements, each in a fresh subprocess; ratios against RLlib DreamerV3 XS."""
+              rllib_updates: int = 2, batch_size: int = 16, length: int = 64,
+              actor_grads: tuple[str, ...] = ("reinforce", "dynamics")) -> dict[str, Any]:
+    """All measurements, each in a fresh subprocess; ratios against RLlib DreamerV3 XS.
+
+    ``reinforce`` rows run the same algorithm as RLlib's DreamerV3 (score-function actor
+    gradients); ``dynamics`` rows backpropagate returns through imagination (our default for
+    continuous actions, more work per update).
+    """
     ours = []
     for size in sizes:
-        spec = json.dumps({"size": size, "threads": threads, "updates": updates, "batch_size": batch_size,
-                           "length": length})
-        ours.append(_child([__name__, "--child", spec], threads))
+        for actor_grad in actor_grads:
+            spec = json.dumps({"size": size, "threads": threads, "updates": updates, "batch_size": batch_size,
+                               "length": length, "actor_grad": actor_grad})
+            ours.append(_child([__name__, "--child", spec], threads))
     result: dict[str, Any] = {"threads": threads, "batch_size": batch_size, "length": length, "image": 64,
                               "ours": ours}
     if rllib_updates:
@@ -127,21 +137,22 @@ def run_bench(*, threads: int = 2, sizes: list[str] | tuple[str, ...] = ("xxs", 
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"learner update, B={result['batch_size']} T={result['length']} 64x64x3, "
              f"{result['threads']} thread(s), same shapes for every row"]
-    header = f"{'learner':<28}{'params':>12}{'s/update':>10}{'speedup':>9}{'GFLOP/upd':>11}{'GFLOP/s':>9}{'of matmul':>11}"
+    header = (f"{'learner':<40}{'params':>12}{'s/update':>10}{'speedup':>9}{'GFLOP/upd':>11}{'GFLOP/s':>9}"
+              f"{'of matmul':>11}{'of fp32 mm':>12}")
     lines.append(header)
     rllib = result.get("rllib_dreamerv3")
     if rllib:
-        lines.append(f"{'RLlib DreamerV3 XS (torch)':<28}{rllib['params']:>12,}{rllib['seconds_per_update']:>10.2f}"
-                     f"{1.0:>9.2f}{'-':>11}{'-':>9}{'-':>11}")
+        lines.append(f"{'RLlib DreamerV3 XS (torch, fp32)':<40}{rllib['params']:>12,}"
+                     f"{rllib['seconds_per_update']:>10.2f}{1.0:>9.2f}{'-':>11}{'-':>9}{'-':>11}{'-':>12}")
     for row in result["ours"]:
-        name = f"recore-dist {row['size']} ({row['precision']})"
+        name = f"recore-dist {row['size']} {row['actor_grad']} ({row['precision']})"
         speed = f"{row['speedup_vs_rllib']:.2f}" if "speedup_vs_rllib" in row else "-"
-        lines.append(f"{name:<28}{row['params']:>12,}{row['seconds_per_update']:>10.2f}{speed:>9}"
+        lines.append(f"{name:<40}{row['params']:>12,}{row['seconds_per_update']:>10.2f}{speed:>9}"
                      f"{row['flops_per_update'] / 1e9:>11.1f}{row['flop_rate'] / 1e9:>9.1f}"
-                     f"{row['fraction_of_matmul']:>10.0%} ")
-    if result["ours"]:
-        row = result["ours"][0]
-        lines.append(f"matmul 4096^2 {row['precision']}: {row['matmul_rate'] / 1e9:.1f} GFLOP/s (same process and threads)")
+                     f"{row['fraction_of_matmul']:>10.0%} {row['fraction_of_float32_matmul']:>11.0%}")
+    for row in result["ours"]:
+        lines.append(f"matmul 4096^2 in {row['size']}/{row['actor_grad']}'s process: {row['precision']} "
+                     f"{row['matmul_rate'] / 1e9:.0f} GFLOP/s, float32 {row['matmul_rate_float32'] / 1e9:.0f} GFLOP/s")
     return "\n".join(lines)
 
 

@@ -1,0 +1,49 @@
+"""The quickstart trains end to end through the CLI; both learner benchmarks run and report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _cli(*args: str, timeout: int = 900) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "recore_dist.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_quickstart_trains_end_to_end(tmp_path):
+    summary = _cli("train", "--config", "configs/quickstart.yaml", "--runner", "local", "--no-progress",
+                   "--set", f"logdir={tmp_path / 'qs'}")
+    assert summary["env_steps"] == 3000 and summary["updates"] == (3000 - 1000) * 64 // (8 * 32)
+    assert summary["replay"]["rejected"] == 0 and summary["episodes"] >= 90
+    for key in ("eval_policy_train/return", "eval_policy_heldout/return"):
+        assert summary[key] >= 0.0
+    assert (tmp_path / "qs" / "checkpoint" / "replay" / "replay.npz").is_file()
+
+
+@pytest.mark.slow
+def test_bench_learner_reports_ratios_and_flop_rate():
+    result = _cli("bench", "learner", "--json", "--sizes", "xxs", "--updates", "1", "--rllib-updates", "1",
+                  "--actor-grads", "reinforce",
+                  "--batch-size", "2", "--length", "8", "--threads", "1")
+    row = result["ours"][0]
+    assert row["seconds_per_update"] > 0 and row["flops_per_update"] > 1e9 and 0 < row["fraction_of_matmul"] < 1.5
+    assert row["speedup_vs_rllib"] > 0 and result["rllib_dreamerv3"]["params"] > 1e6
+    assert row["params"] == row["params_detail"]["total"]
+
+
+@pytest.mark.slow
+def test_bench_learn_reports_three_returns(tmp_path):
+    result = _cli("bench", "learn", "--json", "--minutes", "0.3", "--episodes", "1", "--no-progress",
+                  "--set", f"logdir={tmp_path}", "--set", "learner.model.size=xxs", "--set", "learner.compile=false",
+                  "--set", "replay.prefill=200", "--set", "eval.every=0", "--set", "learner.batch_size=4",
+                  "--set", "learner.batch_length=16")
+    for key in ("return_train", "return_heldout", "return_random", "train_over_random", "heldout_over_train"):
+        assert isinstance(result[key], float)
+    assert result["updates"] > 0 and result["env_steps"] > 200
