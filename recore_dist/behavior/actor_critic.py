@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from typing import Literal
 
 import torch
@@ -35,7 +36,14 @@ class BehaviorConfig:
     return_lambda: float = 0.95
     """Lambda of the lambda-returns (DreamerV2/V3: 0.95)."""
     entropy_scale: float = 3e-4
-    """Actor entropy bonus on normalised advantages (DreamerV3: 3e-4)."""
+    """Initial actor entropy bonus on normalised advantages (DreamerV3: 3e-4)."""
+    target_entropy: float | None = -1.0
+    """Per action dimension: the entropy bonus adapts (SAC-style, Haarnoja et al. 2018: target
+    -1 nat per dim) so the policy's entropy stays above it; ``None`` keeps ``entropy_scale``
+    fixed. A tanh-squashed Gaussian can otherwise collapse onto a saturated action: on
+    cartpole-swingup it did within ~500 updates (docs/BENCHMARKS.md)."""
+    entropy_rate: float = 0.01
+    """Step of ``log(entropy_scale)`` per update per nat of entropy below (or above) the target."""
     slow_critic_rate: float = 0.02
     """EMA rate of the slow critic that bootstraps returns (DreamerV3: 0.02)."""
     return_norm_decay: float = 0.99
@@ -157,6 +165,8 @@ class ActorCritic(nn.Module):
         self.critic = Critic(model)
         self.slow_critic = ema_copy(self.critic)
         self.return_norm = ReturnNorm(cfg.return_norm_decay)
+        self.register_buffer("log_entropy_scale", torch.tensor(math.log(cfg.entropy_scale)))
+        self.action_dim = action_dim
 
     def imagine(self, wm: WorldModel, start: State, *, grad: bool = False) -> tuple[Tensor, Tensor]:
         """Roll the prior ``horizon`` steps from ``start`` (``[N, ...]``) with actor samples.
@@ -213,12 +223,22 @@ class ActorCritic(nn.Module):
             objective = adv
         else:  # score function on normalised advantages
             objective = dist.log_prob(raws) * adv.detach()
-        actor_loss = -(weight * (objective + cfg.entropy_scale * entropy)).mean()
+        eta = self._entropy_scale(entropy)
+        actor_loss = -(weight * (objective + eta * entropy)).mean()
         critic_loss = (weight * (value - symlog(returns.detach())).square()).mean()
         metrics = {"ac/return": returns.detach().mean(), "ac/value": symexp(value.detach()).mean(),
                    "ac/imag_reward": reward.detach().mean(), "ac/entropy": entropy.detach().mean(),
-                   "ac/return_scale": scale, "ac/advantage_std": adv.detach().std()}
+                   "ac/return_scale": scale, "ac/advantage_std": adv.detach().std(), "ac/entropy_scale": eta}
         return actor_loss, critic_loss, metrics
+
+    @torch.no_grad()
+    def _entropy_scale(self, entropy: Tensor) -> Tensor:
+        """The entropy bonus, adapted towards ``target_entropy * action_dim`` when set."""
+        cfg = self.cfg
+        if cfg.target_entropy is not None and not self.actor.discrete:  # unimix bounds discrete entropy
+            gap = cfg.target_entropy * self.action_dim - entropy.float().mean()
+            self.log_entropy_scale.add_(cfg.entropy_rate * gap).clamp_(math.log(1e-5), 0.0)
+        return self.log_entropy_scale.exp()
 
     def after_step(self) -> None:
         ema_update(self.slow_critic, self.critic, self.cfg.slow_critic_rate)
