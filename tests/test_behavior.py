@@ -118,3 +118,19 @@ def test_policy_refuses_wrong_shapes():
     policy = Policy(other, cfg.behavior, Spaces(action_dim=1), num_envs=1)
     with pytest.raises(ValueError, match="shape"):
         policy.load(weights, 1)
+
+
+def test_entropy_scale_adapts_towards_target():
+    from recore_dist.behavior import ActorCritic
+
+    model = ModelConfig(**TINY_MODEL)
+    ac = ActorCritic(model, BehaviorConfig(target_entropy=-1.0, entropy_rate=0.1, entropy_scale=1e-3),
+                     action_dim=2, discrete=False)
+    low = torch.full((10,), -6.0)  # below the target of -2 nats (2 dims)
+    scales = [float(ac._entropy_scale(low)) for _ in range(20)]
+    assert scales[-1] > scales[0] > 1e-3 and scales[-1] <= 1.0
+    high = torch.full((10,), 3.0)
+    down = [float(ac._entropy_scale(high)) for _ in range(20)]
+    assert down[-1] < down[0]
+    fixed = ActorCritic(model, BehaviorConfig(target_entropy=None, entropy_scale=1e-3), action_dim=2, discrete=False)
+    assert float(fixed._entropy_scale(low)) == pytest.approx(1e-3)

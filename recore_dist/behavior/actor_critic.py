@@ -42,7 +42,7 @@ class BehaviorConfig:
     -1 nat per dim) so the policy's entropy stays above it; ``None`` keeps ``entropy_scale``
     fixed. A tanh-squashed Gaussian can otherwise collapse onto a saturated action: on
     cartpole-swingup it did within ~500 updates (docs/BENCHMARKS.md)."""
-    entropy_rate: float = 0.01
+    entropy_rate: float = 0.1
     """Step of ``log(entropy_scale)`` per update per nat of entropy below (or above) the target."""
     slow_critic_rate: float = 0.02
     """EMA rate of the slow critic that bootstraps returns (DreamerV3: 0.02)."""
