@@ -74,12 +74,11 @@ def test_size_84_and_longer_video_extends_shorter():
     np.testing.assert_array_equal(short, v[:5])
 
 
-def test_speed_sanity():
-    procedural_video(0, style="shapes")  # warm-up
+def test_every_style_makes_a_full_video():
+    # Speed is measured by benchmarks, not asserted in tests (docs/BENCHMARKS.md).
     for style in STYLES:
-        t0 = time.perf_counter()
-        procedural_video(11, size=64, num_frames=100, style=style)
-        assert time.perf_counter() - t0 < 2.0, style
+        video = procedural_video(11, size=64, num_frames=100, style=style)
+        assert video.shape == (100, 64, 64, 3) and video.dtype == np.uint8, style
 
 
 def test_bad_arguments():
