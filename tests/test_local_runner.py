@@ -50,7 +50,7 @@ def test_trains_logs_checkpoints_and_resumes(tmp_path):
     assert (logdir / "config.yaml").is_file() and (logdir / "checkpoint" / "learner.pt").is_file()
     assert json.loads((logdir / "summary.json").read_text())["updates"] == first["updates"]
     tags = _tags(logdir)
-    for tag in ("loss/contrastive", "loss/depth", "loss/kl", "ac/return", "train/return",
+    for tag in ("loss/contrastive", "loss/depth", "loss/kl", "ac/return",
                 "eval_policy_heldout/return", "perf/updates_per_second", "open_loop/depth", "open_loop/real"):
         assert tag in tags, tag
     # Resume with a larger budget: counters, learner and replay continue.
@@ -64,6 +64,7 @@ def test_trains_logs_checkpoints_and_resumes(tmp_path):
         runner.close()
     assert second["resumed"] and second["env_steps"] == 256
     assert second["updates"] == first["updates"] + 64
+    assert second["episodes"] == 0  # 125-step episodes: simulators restart fresh after a resume
 
 
 def test_config_mismatch_names_keys(tmp_path):
