@@ -21,9 +21,6 @@ from recore_dist.models.config import ModelConfig
 from recore_dist.models.world_model import Spaces
 from recore_dist.objectives import ObjectiveConfig, make_objective
 
-FLOAT_FIELDS = ("reward", "action", "depth")
-
-
 @dataclasses.dataclass
 class OptimConfig:
     """One Adam optimiser (DreamerV2 Table D.1 learning rates for DMC)."""

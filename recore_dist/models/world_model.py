@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from torch import Tensor, nn
 
 from recore_dist.models.config import ModelConfig
@@ -75,7 +74,3 @@ class WorldModel(nn.Module):
 
     def feat(self, state: State) -> Tensor:
         return self.rssm.feat(state)
-
-    def policy_modules(self) -> list[nn.Module]:
-        """The modules an acting policy needs (encoder and RSSM); heads stay on the learner."""
-        return [self.encoder, self.rssm]

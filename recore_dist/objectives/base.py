@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recore_dist.models.config import ModelConfig
 from recore_dist.models.rssm import State, kl_loss
-from recore_dist.models.world_model import Spaces, WorldModel
+from recore_dist.models.world_model import WorldModel
 
 Batch = dict[str, Tensor]
 Metrics = dict[str, Tensor]
@@ -104,7 +102,3 @@ def total(metrics: Metrics) -> Tensor:
     """Sum of every ``loss/*`` entry."""
     return sum(v for k, v in metrics.items() if k.startswith("loss/"))
 
-
-def build_world_model(model: ModelConfig, spaces: Spaces, *, decoders: tuple[str, ...],
-                      projection: bool) -> WorldModel:
-    return WorldModel(model, spaces, decoders=decoders, projection=projection)
