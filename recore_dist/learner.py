@@ -170,7 +170,8 @@ class Learner:
                 out[key] = out[key].bool()
         return out
 
-    def _autocast(self):
+    def autocast(self):
+        """The learner's autocast context (bf16 where supported, a no-op in float32)."""
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
 
     # ------------------------------------------------------------------------ update
@@ -185,12 +186,12 @@ class Learner:
         """
         data = self.to_tensors(batch)
         self.objective.train()
-        with self._autocast():
+        with self.autocast():
             wm_loss, metrics, post = self.objective(data)
         metrics["opt/model_grad_norm"] = self._step(self.model_opt, self.wm_params, wm_loss, self.cfg.model_opt)
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = (~data["is_terminal"]).flatten()
-        with self._autocast():
+        with self.autocast():
             actor_loss, critic_loss, ac_metrics = self.ac.loss(self.wm, start, start_cont)
         metrics.update(ac_metrics)
         actor_params = list(self.ac.actor.parameters())

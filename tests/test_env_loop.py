@@ -15,11 +15,14 @@ class RecordingPolicy:
     version = 3
 
     def __init__(self, value: float):
-        self.value, self.calls = value, []
+        self.value, self.calls, self.resets = value, [], 0
 
     def act(self, image, is_first, *, explore=True):
         self.calls.append((image.shape, is_first.copy(), explore))
         return np.full((image.shape[0], 1), self.value, np.float32)
+
+    def reset(self):
+        self.resets += 1
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def test_policy_actions_versions_and_episode_returns(envs):
         assert np.all(chunk.action == 0.5) and chunk.policy_version == 3
         # The episode return is the sum of rewards of rows 1..124 plus the one arriving with obs 125.
         assert episode["return"] >= chunk.reward.sum() - 1e-4
-    assert policy.calls[0][2] is True
+    assert policy.calls[0][2] is True and policy.resets == 1  # the loop starts the policy fresh
 
 
 def test_run_episodes_and_summary(envs):

@@ -134,7 +134,7 @@ class RSSM(nn.Module):
                  *, mode: bool = False) -> State:
         """One posterior step. ``embed_h`` is ``post_embed(embed)``; ``is_first`` resets the state."""
         keep = (~is_first).to(action.dtype).unsqueeze(-1)  # [N, 1]
-        state = {k: v * keep.view(-1, *[1] * (v.dim() - 1)) for k, v in state.items()}
+        state = {"deter": state["deter"] * keep, "stoch": state["stoch"] * keep}  # what the step reads
         deter = self._deter_step(state, action * keep)
         stats = self._dist_stats(self.post_out(self.post_deter(deter) + embed_h))
         return {"deter": deter, "stoch": self.sample(stats, mode=mode), "stats": stats}

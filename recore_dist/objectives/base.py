@@ -8,6 +8,7 @@ starts imagination from the returned posterior states.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 
 import torch.nn.functional as F
@@ -43,7 +44,7 @@ class DynamicsConfig:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 0")
 
 
-class Objective(nn.Module):
+class Objective(nn.Module, abc.ABC):
     """Base of world-model objectives. Subclasses set ``name`` and implement ``forward``."""
 
     name: str = ""
@@ -55,8 +56,9 @@ class Objective(nn.Module):
         self.wm = wm
         self.dynamics = dynamics
 
-    def forward(self, batch: Batch) -> tuple[Tensor, Metrics, State]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, batch: Batch) -> tuple[Tensor, Metrics, State]:
+        """``batch`` ``[B, T, ...]`` tensors -> ``(loss, metrics, posterior states)``."""
 
     def after_step(self) -> None:
         """Called after each optimiser step (momentum encoders update here)."""

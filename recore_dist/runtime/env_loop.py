@@ -24,6 +24,8 @@ class ActingPolicy(Protocol):
 
     def act(self, image: np.ndarray, is_first: np.ndarray, *, explore: bool = True) -> np.ndarray: ...
 
+    def reset(self) -> None: ...
+
 
 class EnvLoop:
     """Steps ``envs`` in lock-step.
@@ -43,13 +45,19 @@ class EnvLoop:
         self.chunker = (SequenceChunker(envs.num_envs, chunk_length, env_name=env_name, runner_id=runner_id)
                         if chunk_length else None)
         self.rng = np.random.default_rng(seed)
-        self.obs, self.infos = envs.reset()
-        n = envs.num_envs
+        self.action_shape = (envs.num_envs, *envs.single_action_space.shape)
+        self.steps = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Start every simulator on a fresh episode (and the policy on fresh recurrent states)."""
+        n = self.envs.num_envs
+        self.obs, self.infos = self.envs.reset()
         self.reward = np.zeros(n, np.float32)
         self.returns = np.zeros(n, np.float64)
         self.lengths = np.zeros(n, np.int64)
-        self.action_shape = (n, *envs.single_action_space.shape)
-        self.steps = 0
+        if self.policy is not None:
+            self.policy.reset()
 
     def random_actions(self) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, self.action_shape).astype(np.float32)

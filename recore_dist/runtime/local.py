@@ -106,9 +106,7 @@ class LocalRunner:
             self._eval_loops[split] = EnvLoop(envs, policy, chunk_length=0, seed=seed)
         loop, policy = self._eval_loops[split], self._eval_policies[split]
         policy.load(self.weights, self.learner.updates)
-        loop.obs, loop.infos = loop.envs.reset()  # start every evaluation on fresh episodes
-        policy.reset()
-        loop.returns[:], loop.lengths[:] = 0.0, 0
+        loop.reset()  # every evaluation starts on fresh episodes
         prefix = f"eval_{'random' if random else 'policy'}_{split}"
         return summarise(loop.run_episodes(episodes, random=random, explore=False), prefix)
 

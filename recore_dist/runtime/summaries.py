@@ -25,7 +25,7 @@ def open_loop_grids(learner: Learner, batch: dict[str, Any], *, sequences: int =
     wm = learner.wm
     length = data["image"].shape[1]
     context = min(context, length - 1)
-    with learner._autocast():
+    with learner.autocast():
         images = wm.images(data["image"])
         post, _ = wm.observe(wm.encode(images), data["action"], data["is_first"])
         state = {k: v[:, context - 1] for k, v in post.items()}
