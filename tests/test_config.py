@@ -48,3 +48,13 @@ def test_errors_name_the_key(override, message):
 def test_missing_file():
     with pytest.raises(config.ConfigError, match="does not exist"):
         config.load(TrainConfig, "configs/none.yaml")
+
+
+def test_scientific_floats_without_a_dot():
+    """YAML 1.1 reads ``2e-4`` as a string; float fields accept it, other strings still fail."""
+    cfg = config.load(TrainConfig, None, ["learner.actor_opt.lr=2e-4", "learner.critic_opt.lr=3E-5"])
+    assert (cfg.learner.actor_opt.lr, cfg.learner.critic_opt.lr) == (2e-4, 3e-5)
+    with pytest.raises(config.ConfigError, match="must be a number"):
+        config.load(TrainConfig, None, ["learner.actor_opt.lr=fast"])
+    with pytest.raises(config.ConfigError, match="must be an int"):
+        config.load(TrainConfig, None, ["env.size=6e1"])
