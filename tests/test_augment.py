@@ -320,7 +320,7 @@ def test_bad_images_are_rejected() -> None:
     with pytest.raises(ValueError, match=r"\[B, T, C, H, W\]"):
         Augment()(torch.rand(2, 3, 16, 16))
     with pytest.raises(TypeError, match="floating-point"):
-        Augment()(torch.zeros(2, 2, 3, 8, 8, dtype=torch.uint8))
+        Augment()(torch.zeros(2, 2, 3, 8, 8, dtype=torch.int32))
     with pytest.raises(ValueError, match="C=3"):
         Augment()(torch.rand(2, 2, 1, 8, 8))
     assert random_shift(torch.rand(2, 2, 1, 8, 8), 2, gen()).shape == (2, 2, 1, 8, 8)  # shift alone: any C
@@ -335,3 +335,14 @@ def test_cuda_matches_cpu() -> None:
     out = Augment(STRONG)(x.cuda(), gen(3))
     assert out.is_cuda
     assert_near(out.cpu(), Augment(STRONG)(x, gen(3)), atol=1e-4)
+
+
+@pytest.mark.parametrize("config", [AugmentConfig(), STRONG, AugmentConfig(**ALL_OFF)], ids=["default", "strong", "off"])
+def test_uint8_images_match_float_images(config: AugmentConfig) -> None:
+    """uint8 input (shifted as bytes) gives float32 output equal to augmenting ``x / 255``."""
+    raw = torch.randint(0, 256, (5, 3, 3, 16, 16), dtype=torch.uint8, generator=gen())
+    out = Augment(config)(raw, gen())
+    ref = Augment(config)(raw.float() / 255.0, gen())
+    assert out.dtype == torch.float32 and out.shape == raw.shape
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0

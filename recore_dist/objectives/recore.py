@@ -89,9 +89,9 @@ class ReCoRe(Objective):
 
     def forward(self, batch: Batch) -> tuple[Tensor, Metrics, State]:
         self.check_batch(batch)
-        images = self.wm.images(batch["image"])  # [B, T, C, H, W]
+        images = batch["image"].permute(0, 1, 4, 2, 3).contiguous()  # uint8 [B, T, C, H, W]
         with torch.autocast(images.device.type, enabled=False):  # augment in float32
-            query_view, key_view = augment_pair(images, self.cfg.augment)
+            query_view, key_view = augment_pair(images, self.cfg.augment)  # float [0, 1]
         embed = self.wm.encode(query_view)  # [B, T, E]
         post, prior_stats = self.wm.observe(embed, batch["action"], batch["is_first"])
         feat = self.wm.feat(post)  # [B, T, F]
