@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     learner.add_argument("--rllib-updates", type=int, default=2, help="timed RLlib updates (0: skip RLlib)")
     learner.add_argument("--actor-grads", default="reinforce,dynamics",
                          help="actor gradient modes to time: reinforce (as DreamerV3), dynamics (our default)")
+    learner.add_argument("--compile", choices=("off", "on", "both"), default="both",
+                         help="time learners without / with learner.compile (torch.compile of the step modules)")
     learner.add_argument("--batch-size", type=int, default=16)
     learner.add_argument("--length", type=int, default=64)
 
@@ -92,7 +94,8 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = run_bench(threads=args.threads, sizes=args.sizes.split(","), updates=args.updates,
                            rllib_updates=args.rllib_updates, batch_size=args.batch_size, length=args.length,
-                           actor_grads=tuple(args.actor_grads.split(",")))
+                           actor_grads=tuple(args.actor_grads.split(",")),
+                           compile_modes={"off": (False,), "on": (True,), "both": (False, True)}[args.compile])
         print(json.dumps(result) if args.json else format_table(result))
         return 0
     if args.bench == "learn":

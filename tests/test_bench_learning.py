@@ -33,12 +33,17 @@ def test_quickstart_trains_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_bench_learner_reports_ratios_and_flop_rate():
     result = _cli("bench", "learner", "--json", "--sizes", "xxs", "--updates", "1", "--rllib-updates", "1",
-                  "--actor-grads", "reinforce",
+                  "--actor-grads", "reinforce", "--compile", "both",
                   "--batch-size", "2", "--length", "8", "--threads", "1")
-    row = result["ours"][0]
+    row, compiled = result["ours"]
     assert row["seconds_per_update"] > 0 and row["flops_per_update"] > 1e9 and 0 < row["fraction_of_matmul"] < 1.5
     assert row["speedup_vs_rllib"] > 0 and result["rllib_dreamerv3"]["params"] > 1e6
     assert row["params"] == row["params_detail"]["total"]
+    # the compiled row times a compiled learner and counts FLOPs on an uncompiled twin: same arithmetic
+    assert (row["compile"], compiled["compile"]) == (False, True)
+    # (blur runs on a random subset of sequences, so FLOPs differ slightly between updates)
+    assert compiled["flops_per_update"] == pytest.approx(row["flops_per_update"], rel=0.05)
+    assert compiled["seconds_per_update"] > 0
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 from recore_dist.config import ConfigError, from_dict
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.heads import TargetDecoder
-from recore_dist.models.nets import ConvDecoder, ConvEncoder, SpaceToDepthConv
+from recore_dist.models.nets import ConvDecoder, ConvEncoder
 from recore_dist.models.rssm import RSSM, kl_loss
 from recore_dist.models.world_model import Spaces, WorldModel
 
@@ -26,24 +26,6 @@ def test_encoder_shapes_and_layernorm(size, out):
     assert enc.out_size == out and emb.shape == (5, 64 * out * out)
     assert torch.allclose(emb.mean(-1), torch.zeros(5), atol=1e-4)  # LayerNorm on the output
     assert torch.allclose(emb.std(-1, unbiased=False), torch.ones(5), atol=0.05)
-
-
-@pytest.mark.parametrize("size", [64, 84])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_space_to_depth_conv_is_the_same_function(size, channels_last):
-    """The block form (used without gradients) equals Conv2d(k4, s2, p1) with the same weights."""
-    torch.manual_seed(0)
-    conv = SpaceToDepthConv(3, 8)
-    x = torch.rand(2, 3, size, size)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    direct = torch.nn.functional.conv2d(x, conv.weight, conv.bias, 2, 1)
-    with torch.no_grad():
-        blocks = conv(x)
-    torch.testing.assert_close(blocks, direct, atol=1e-5, rtol=1e-5)
-    assert blocks.shape == (2, 8, size // 2, size // 2)
-    torch.testing.assert_close(conv(x), direct)  # with gradients: the direct path
-    assert set(conv.state_dict()) == {"weight", "bias"}
 
 
 @pytest.mark.parametrize("size", [16, 32, 64])

@@ -58,8 +58,14 @@ def matmul_rate(dtype_name: str, n: int = 4096, repeats: int = 5) -> float:
 
 
 def measure_ours(*, size: str, threads: int, updates: int, batch_size: int, length: int,
-                 objective: str = "recore", precision: str = "auto", actor_grad: str = "reinforce") -> dict[str, Any]:
-    """Time our learner in this process (call it in a fresh process with ``threads`` set)."""
+                 objective: str = "recore", precision: str = "auto", actor_grad: str = "reinforce",
+                 compile: bool = False) -> dict[str, Any]:
+    """Time our learner in this process (call it in a fresh process with ``threads`` set).
+
+    With ``compile`` the timed learner has ``learner.compile=true`` (the setting of the learning
+    benchmark); its FLOPs are counted on an uncompiled twin, since compiled graphs hide their ops
+    from ``FlopCounterMode`` and compiling does not change the arithmetic.
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -68,29 +74,34 @@ def measure_ours(*, size: str, threads: int, updates: int, batch_size: int, leng
     from recore_dist.models.world_model import Spaces
 
     torch.set_num_threads(threads)
-    cfg = config_lib.from_dict(LearnerConfig, {"model": {"size": size}, "objective": {"name": objective},
-                                               "batch_size": batch_size, "batch_length": length,
-                                               "behavior": {"actor_grad": actor_grad},
-                                               "precision": precision, "device": "cpu"})
+    spec = {"model": {"size": size}, "objective": {"name": objective}, "batch_size": batch_size,
+            "batch_length": length, "behavior": {"actor_grad": actor_grad}, "precision": precision,
+            "device": "cpu", "compile": compile}
+    cfg = config_lib.from_dict(LearnerConfig, spec)
     learner = Learner(cfg, Spaces(action_dim=1))
     batch = _batch(batch_size, length, cfg.model.image_size)
+    warmup_start = time.perf_counter()
     for _ in range(2):
         learner.update(batch)
+    warmup = time.perf_counter() - warmup_start
     times, cpu = [], []
     for _ in range(updates):
         start, start_cpu = time.perf_counter(), time.process_time()
         learner.update(batch)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
+    counted = Learner(config_lib.from_dict(LearnerConfig, {**spec, "compile": False}), Spaces(action_dim=1)) \
+        if compile else learner
     counter = FlopCounterMode(display=False)
     with counter:
-        learner.update(batch)
+        counted.update(batch)
     flops = counter.get_total_flops()
     seconds = statistics.median(times)
     dtype = str(learner.dtype).replace("torch.", "")
     peak = matmul_rate(dtype)
     peak_fp32 = peak if dtype == "float32" else matmul_rate("float32")
-    return {"size": size, "objective": objective, "actor_grad": actor_grad, "threads": threads, "precision": dtype,
+    return {"size": size, "objective": objective, "actor_grad": actor_grad, "compile": compile,
+            "warmup_seconds": warmup, "threads": threads, "precision": dtype,
             "seconds_per_update": seconds, "seconds_min": min(times), "cpu_per_wall": sum(cpu) / sum(times),
             "params": learner.param_counts()["total"], "params_detail": learner.param_counts(),
             "flops_per_update": flops, "flop_rate": flops / seconds, "matmul_rate": peak,
@@ -109,19 +120,22 @@ def _child(args: list[str], threads: int) -> dict[str, Any]:
 
 def run_bench(*, threads: int = 2, sizes: list[str] | tuple[str, ...] = ("xxs", "xs"), updates: int = 5,
               rllib_updates: int = 2, batch_size: int = 16, length: int = 64,
-              actor_grads: tuple[str, ...] = ("reinforce", "dynamics")) -> dict[str, Any]:
+              actor_grads: tuple[str, ...] = ("reinforce", "dynamics"),
+              compile_modes: tuple[bool, ...] = (False,)) -> dict[str, Any]:
     """All measurements, each in a fresh subprocess; ratios against RLlib DreamerV3 XS.
 
     ``reinforce`` rows run the same algorithm as RLlib's DreamerV3 (score-function actor
     gradients); ``dynamics`` rows backpropagate returns through imagination (our default for
-    continuous actions, more work per update).
+    continuous actions, more work per update). ``compile_modes`` picks rows without and / or with
+    ``learner.compile`` (two warm-up updates absorb the compile time, reported per row).
     """
     ours = []
     for size in sizes:
         for actor_grad in actor_grads:
-            spec = json.dumps({"size": size, "threads": threads, "updates": updates, "batch_size": batch_size,
-                               "length": length, "actor_grad": actor_grad})
-            ours.append(_child([__name__, "--child", spec], threads))
+            for compile in compile_modes:
+                spec = json.dumps({"size": size, "threads": threads, "updates": updates, "batch_size": batch_size,
+                                   "length": length, "actor_grad": actor_grad, "compile": compile})
+                ours.append(_child([__name__, "--child", spec], threads))
     result: dict[str, Any] = {"threads": threads, "batch_size": batch_size, "length": length, "image": 64,
                               "ours": ours}
     if rllib_updates:
@@ -145,13 +159,15 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{'RLlib DreamerV3 XS (torch, fp32)':<40}{rllib['params']:>12,}"
                      f"{rllib['seconds_per_update']:>10.2f}{1.0:>9.2f}{'-':>11}{'-':>9}{'-':>11}{'-':>12}")
     for row in result["ours"]:
-        name = f"recore-dist {row['size']} {row['actor_grad']} ({row['precision']})"
+        name = f"recore-dist {row['size']} {row['actor_grad']}{' compiled' if row.get('compile') else ''}"
         speed = f"{row['speedup_vs_rllib']:.2f}" if "speedup_vs_rllib" in row else "-"
         lines.append(f"{name:<40}{row['params']:>12,}{row['seconds_per_update']:>10.2f}{speed:>9}"
                      f"{row['flops_per_update'] / 1e9:>11.1f}{row['flop_rate'] / 1e9:>9.1f}"
                      f"{row['fraction_of_matmul']:>10.0%} {row['fraction_of_float32_matmul']:>11.0%}")
     for row in result["ours"]:
-        lines.append(f"matmul 4096^2 in {row['size']}/{row['actor_grad']}'s process: {row['precision']} "
+        lines.append(f"{row['size']}/{row['actor_grad']}{'/compiled' if row.get('compile') else ''}: "
+                     f"{row['precision']} autocast, warm-up (2 updates) {row.get('warmup_seconds', 0):.0f} s; "
+                     f"matmul 4096^2 in its process: {row['precision']} "
                      f"{row['matmul_rate'] / 1e9:.0f} GFLOP/s, float32 {row['matmul_rate_float32'] / 1e9:.0f} GFLOP/s")
     return "\n".join(lines)
 

@@ -23,37 +23,6 @@ def zero_init_(layer: nn.Linear | nn.Conv2d | nn.ConvTranspose2d) -> None:
         nn.init.zeros_(layer.bias)
 
 
-class SpaceToDepthConv(nn.Conv2d):
-    """``Conv2d(c, o, 4, stride=2, padding=1)`` computed as a kernel-2, stride-1 convolution over
-    2x2 pixel blocks (``pixel_unshuffle``), the same function with the same parameters.
-
-    oneDNN runs a 3-channel, stride-2 convolution far below its matmul rate; over 12-channel
-    blocks the same FLOPs run about twice as fast on CPU. Padded row ``2i + k`` with
-    ``k = 2a + p`` is row ``p`` of block ``i + a``, so the weight ``[o, c, 2a+p, 2b+q]`` moves to
-    ``[o, 4c + 2p + q, a, b]``, the channel order of ``pixel_unshuffle``. Only the forward pass
-    of inputs that need no gradient takes this path (the encoder's first layer sees images);
-    the block form's weight gradient is slower than the direct one, so training steps that need
-    it keep the direct convolution.
-    """
-
-    def __init__(self, inp: int, out: int):
-        super().__init__(inp, out, 4, 2, 1)
-
-    def block_weight(self) -> Tensor:
-        o, c = self.weight.shape[:2]
-        return self.weight.view(o, c, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(o, 4 * c, 2, 2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and self.weight.requires_grad:
-            return super().forward(x)
-        blocks = nn.functional.pixel_unshuffle(nn.functional.pad(x, (1, 1, 1, 1)), 2)
-        weight = self.block_weight()
-        if x.is_contiguous(memory_format=torch.channels_last):
-            blocks = blocks.contiguous(memory_format=torch.channels_last)
-            weight = weight.contiguous(memory_format=torch.channels_last)
-        return nn.functional.conv2d(blocks, weight, self.bias)
-
-
 class ConvEncoder(nn.Module):
     """Images ``[N, C, H, W]`` (floats in [0, 1]) -> embeddings ``[N, E]``, LayerNorm on the output.
 
@@ -62,15 +31,13 @@ class ConvEncoder(nn.Module):
     than SiLU on CPU); then flatten and LayerNorm. 64 px -> 4x4, 84 px -> 5x5.
     """
 
-    def __init__(self, *, channels: int, size: int, depth: int, layers: int, channels_last: bool = True,
-                 space_to_depth: bool = True):
+    def __init__(self, *, channels: int, size: int, depth: int, layers: int, channels_last: bool = True):
         super().__init__()
         mods: list[nn.Module] = []
         inp = channels
         for i in range(layers):
             out = depth * 2**i
-            conv = SpaceToDepthConv(inp, out) if i == 0 and space_to_depth else nn.Conv2d(inp, out, 4, 2, 1)
-            mods += [conv, nn.ReLU(inplace=True)]
+            mods += [nn.Conv2d(inp, out, 4, 2, 1), nn.ReLU(inplace=True)]
             inp, size = out, size // 2
         self.convs = nn.Sequential(*mods)
         self.out_channels, self.out_size = inp, size
