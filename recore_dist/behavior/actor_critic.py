@@ -62,7 +62,18 @@ class BehaviorConfig:
     Default reinforce: on cartpole-swingup from pixels, dynamics gradients through a young world
     model collapsed the policy to a deterministic one within 1,500 updates (docs/BENCHMARKS.md)."""
 
+    critic: Literal["symlog_mse", "twohot"] = "symlog_mse"
+    """Critic output and loss. ``symlog_mse`` regresses ``symlog(return)``: cheap, but coarse at
+    large returns (0.05 in symlog space is ~7 units at a return of 150). ``twohot`` is
+    DreamerV3's: a softmax over ``critic_bins`` bins evenly spaced in symlog space on [-20, 20],
+    trained by cross-entropy on the two-hot encoding of ``symlog(return)`` and read out as
+    ``symexp`` of the expected bin."""
+    critic_bins: int = 255
+    """Bins of the ``twohot`` critic (DreamerV3: 255)."""
+
     def __post_init__(self) -> None:
+        if self.critic_bins < 2:
+            raise ValueError(f"critic_bins={self.critic_bins} must be >= 2")
         if self.horizon < 1:
             raise ValueError(f"horizon={self.horizon} must be >= 1")
         for key in ("discount", "return_lambda", "slow_critic_rate", "return_norm_decay"):
@@ -121,17 +132,49 @@ class Actor(nn.Module):
         return TanhNormal(mean, std)
 
 
-class Critic(nn.Module):
-    """Latent feature -> value, predicted in symlog space (DreamerV3)."""
+def twohot(x: Tensor, bins: Tensor) -> Tensor:
+    """``x [...]`` -> ``[..., K]``: weight on the two ``bins`` around ``x`` (clamped to the range),
+    linear in the distance, so the weights sum to 1 and their expected bin equals ``x``."""
+    x = x.float().clamp(float(bins[0]), float(bins[-1]))
+    upper = torch.searchsorted(bins, x.contiguous(), right=True).clamp_(1, bins.numel() - 1)
+    lower_bin, upper_bin = bins[upper - 1], bins[upper]
+    w_upper = (x - lower_bin) / (upper_bin - lower_bin)
+    out = torch.zeros(*x.shape, bins.numel(), dtype=x.dtype, device=x.device)
+    out.scatter_(-1, (upper - 1)[..., None], (1 - w_upper)[..., None])
+    return out.scatter_add_(-1, upper[..., None], w_upper[..., None])
 
-    def __init__(self, model: ModelConfig):
+
+class Critic(nn.Module):
+    """Latent feature -> value, in symlog space: one output (``symlog_mse``) or bin logits
+    (``twohot``, DreamerV3). ``forward`` gives the raw output, ``value`` reads it out in return
+    units, ``loss`` compares it with returns."""
+
+    def __init__(self, model: ModelConfig, cfg: BehaviorConfig | None = None):
         super().__init__()
-        self.net = mlp(model.feat, model.hidden, model.mlp_layers, 1)
+        cfg = cfg or BehaviorConfig()
+        self.twohot = cfg.critic == "twohot"
+        self.net = mlp(model.feat, model.hidden, model.mlp_layers, cfg.critic_bins if self.twohot else 1)
         zero_init_(self.net[-1])
+        if self.twohot:
+            self.register_buffer("bins", torch.linspace(-20.0, 20.0, cfg.critic_bins), persistent=False)
 
     def forward(self, feat: Tensor) -> Tensor:
-        """Symlog value ``[...]``."""
-        return self.net(feat).squeeze(-1).float()
+        """Symlog value ``[...]`` or bin logits ``[..., K]``."""
+        out = self.net(feat).float()
+        return out if self.twohot else out.squeeze(-1)
+
+    def value(self, out: Tensor) -> Tensor:
+        """The raw output read out as a value in return units ``[...]``."""
+        if self.twohot:
+            return symexp((out.softmax(-1) * self.bins).sum(-1))
+        return symexp(out)
+
+    def loss(self, out: Tensor, target: Tensor) -> Tensor:
+        """Per-element loss ``[...]`` against ``target`` returns (no gradient into the target)."""
+        target = symlog(target.detach())
+        if self.twohot:
+            return -(twohot(target, self.bins) * out.log_softmax(-1)).sum(-1)
+        return (out - target).square()
 
 
 class ReturnNorm(nn.Module):
@@ -162,7 +205,7 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.actor = Actor(model, cfg, action_dim=action_dim, discrete=discrete)
-        self.critic = Critic(model)
+        self.critic = Critic(model, cfg)
         self.slow_critic = ema_copy(self.critic)
         self.return_norm = ReturnNorm(cfg.return_norm_decay)
         self.register_buffer("log_entropy_scale", torch.tensor(math.log(cfg.entropy_scale)))
@@ -210,13 +253,14 @@ class ActorCritic(nn.Module):
             with torch.set_grad_enabled(dynamics):
                 reward = wm.reward(feats[1:])  # [H, N]
                 cont = torch.sigmoid(wm.cont(feats[1:]))  # [H, N]
-                slow_value = symexp(self.slow_critic(feats))  # [H+1, N]
+                slow_value = self.slow_critic.value(self.slow_critic(feats))  # [H+1, N]
                 returns = lambda_returns(reward, cont, slow_value, discount=cfg.discount, lam=cfg.return_lambda)
         with torch.no_grad():
             weight = torch.cumprod(torch.cat([start_cont[None].float(), cfg.discount * cont[:-1]]), 0)  # [H, N]
             scale = self.return_norm.update(returns)
-        value = self.critic(feats[:-1].detach())  # [H, N] symlog
-        adv = (returns - symexp(value.detach())) / scale
+        critic_out = self.critic(feats[:-1].detach())  # [H, N] symlog value or [H, N, K] logits
+        value = self.critic.value(critic_out.detach())  # [H, N]
+        adv = (returns - value) / scale
         dist = self.actor(feats[:-1].detach())
         entropy = dist.entropy()
         if dynamics:  # pathwise: d(return)/d(action) through the imagined dynamics
@@ -225,8 +269,8 @@ class ActorCritic(nn.Module):
             objective = dist.log_prob(raws) * adv.detach()
         eta = self._entropy_scale(entropy)
         actor_loss = -(weight * (objective + eta * entropy)).mean()
-        critic_loss = (weight * (value - symlog(returns.detach())).square()).mean()
-        metrics = {"ac/return": returns.detach().mean(), "ac/value": symexp(value.detach()).mean(),
+        critic_loss = (weight * self.critic.loss(critic_out, returns)).mean()
+        metrics = {"ac/return": returns.detach().mean(), "ac/value": value.mean(),
                    "ac/imag_reward": reward.detach().mean(), "ac/entropy": entropy.detach().mean(),
                    "ac/return_scale": scale, "ac/advantage_std": adv.detach().std(), "ac/entropy_scale": eta}
         return actor_loss, critic_loss, metrics
