@@ -30,7 +30,8 @@ Pipeline (fixed order; torchvision's ``ColorJitter`` shuffles its four ops on ev
 
 Work happens in float32 (float64 stays float64); the result has the input's shape, dtype and
 device. uint8 images (0..255, e.g. straight from replay) are accepted too: the shift gathers the
-bytes and the result is float32 in [0, 1], the same values as augmenting ``x / 255``. Parameters live on the generator's device and are moved to the images' device to apply.
+bytes and the result is float32 in [0, 1], the same values as augmenting ``x / 255``. Parameters
+live on the generator's device and are moved to the images' device to apply.
 """
 
 from __future__ import annotations
