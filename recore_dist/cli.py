@@ -1,7 +1,8 @@
-"""``recore-dist`` command line: ``train`` and ``bench``.
+"""``recore-dist`` command line: ``train``, ``scale`` and ``bench``.
 
-    recore-dist train --config configs/quickstart.yaml [--set key=value ...] [--runner local]
-    recore-dist bench envs | learner | learn [--json]
+    recore-dist train --config configs/quickstart.yaml [--set key=value ...] [--runner ray|local] [--address auto]
+    recore-dist scale --logdir runs/quickstart --runners 4
+    recore-dist bench envs | learner | learn | actors | replay | scaling [--json]
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", default=None, help="YAML preset, e.g. configs/quickstart.yaml")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key (repeatable), e.g. --set learner.model.size=s")
-    train.add_argument("--runner", choices=["local"], default=None,
-                       help="runner (overrides the config's `runner`): local = one process")
+    train.add_argument("--runner", choices=["ray", "local"], default=None,
+                       help="runner (overrides the config's `runner`): ray = actors on Ray (default), "
+                            "local = one process")
+    train.add_argument("--address", default=None,
+                       help="Ray cluster to join (`auto`, `ray://host:10001`); default: an embedded local Ray")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    scale = sub.add_parser("scale", help="change the number of env runners of a running job")
+    scale.add_argument("--logdir", required=True, help="the job's logdir")
+    scale.add_argument("--runners", type=int, required=True, help="env runners wanted")
 
     bench = sub.add_parser("bench", help="benchmarks that print ratios against a same-run baseline")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -56,6 +64,30 @@ def _parser() -> argparse.ArgumentParser:
     learn.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     learn.add_argument("--episodes", type=int, default=10, help="evaluation episodes per split")
     learn.add_argument("--no-progress", action="store_true")
+    actors = bench_sub.add_parser("actors", help="EnvRunner path (step+render+policy+chunk+push) vs raw make_vector")
+    actors.add_argument("--json", action="store_true", help="print one JSON object")
+    actors.add_argument("--config", default="configs/quickstart.yaml", help="env and model preset")
+    actors.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    actors.add_argument("--num-envs", type=int, default=4, help="simulators per process")
+    actors.add_argument("--steps", type=int, default=256, help="lock-steps per measurement")
+    actors.add_argument("--repeats", type=int, default=3)
+
+    replay = bench_sub.add_parser("replay", help="replay service insert+sample MB/s vs raw Ray actor calls")
+    replay.add_argument("--json", action="store_true", help="print one JSON object")
+    replay.add_argument("--producers", type=int, default=2)
+    replay.add_argument("--calls", type=int, default=40, help="insert calls per producer")
+    replay.add_argument("--chunks-per-call", type=int, default=4)
+    replay.add_argument("--repeats", type=int, default=3)
+
+    scaling = bench_sub.add_parser("scaling", help="env frames/s with 1 and 2 env runners (1 and 2 Ray nodes)")
+    scaling.add_argument("--json", action="store_true", help="print one JSON object")
+    scaling.add_argument("--config", default="configs/quickstart.yaml", help="env and model preset")
+    scaling.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    scaling.add_argument("--num-envs", type=int, default=2, help="simulators per runner")
+    scaling.add_argument("--steps", type=int, default=128, help="lock-steps per measurement")
+    scaling.add_argument("--repeats", type=int, default=3)
+    scaling.add_argument("--nodes", type=int, choices=(1, 2), default=2,
+                         help="2: also measure on a 2-node cluster started on this machine")
     return parser
 
 
@@ -68,13 +100,29 @@ def main(argv: list[str] | None = None) -> int:
         from recore_dist.runtime.local import train
 
         overrides = list(args.overrides) + ([f"runner={args.runner}"] if args.runner else [])
+        overrides += [f"ray.address={args.address}"] if args.address else []
         try:
             cfg = config.load(TrainConfig, args.config, overrides)
         except config.ConfigError as exc:
             print(f"recore-dist: bad config: {exc}", file=sys.stderr)
             return 2
-        summary = train(cfg, progress=not args.no_progress)
+        if cfg.runner == "ray":
+            from recore_dist.runtime.orchestrator import train as train_ray
+
+            summary = train_ray(cfg, progress=not args.no_progress)
+        else:
+            summary = train(cfg, progress=not args.no_progress)
         print(json.dumps(summary))
+        return 0
+    if args.command == "scale":
+        from recore_dist.runtime.orchestrator import request_scale
+
+        try:
+            path = request_scale(args.logdir, args.runners)
+        except (ValueError, OSError) as exc:
+            print(f"recore-dist: {exc}", file=sys.stderr)
+            return 2
+        print(f"asked the job in {args.logdir} for {args.runners} env runners ({path})")
         return 0
     if args.command == "bench":
         return _bench(args)
@@ -103,6 +151,27 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = run_bench(config_path=args.config, overrides=args.overrides, minutes=args.minutes,
                            episodes=args.episodes, progress=not args.no_progress)
+        print(json.dumps(result) if args.json else format_table(result))
+        return 0
+    if args.bench == "actors":
+        from recore_dist.bench.actors import format_table, run_bench
+
+        result = run_bench(config_path=args.config, overrides=args.overrides, num_envs=args.num_envs,
+                           steps=args.steps, repeats=args.repeats)
+        print(json.dumps(result) if args.json else format_table(result))
+        return 0
+    if args.bench == "replay":
+        from recore_dist.bench.replay import format_table, run_bench
+
+        result = run_bench(producers=args.producers, calls=args.calls, chunks_per_call=args.chunks_per_call,
+                           repeats=args.repeats)
+        print(json.dumps(result) if args.json else format_table(result))
+        return 0
+    if args.bench == "scaling":
+        from recore_dist.bench.scaling import format_table, run_bench
+
+        result = run_bench(config_path=args.config, overrides=args.overrides, num_envs=args.num_envs,
+                           steps=args.steps, repeats=args.repeats, nodes=args.nodes)
         print(json.dumps(result) if args.json else format_table(result))
         return 0
     return 2  # pragma: no cover

@@ -137,11 +137,14 @@ class Learner:
         self.skipped = 0
 
     def _compile(self) -> None:
-        """Compile in place (``nn.Module.compile`` keeps parameter names, so checkpoints and policy
-        snapshots are unchanged) the small modules called once per step of observe / imagine."""
+        """Compile the two functions called once per time step: the posterior step of observe and
+        the imagined step (actor sample + prior step). Each becomes a few fused kernels in place
+        of ~40 small ops (GRU gates, softmax, unimix, inverse-CDF sampling, one-hot). They are
+        compiled as instance attributes, so parameter names, checkpoints and policy snapshots are
+        unchanged."""
         rssm = self.objective.wm.rssm
-        for module in (rssm.gru, rssm.img_in, rssm.prior_net, self.ac.actor.net):
-            module.compile(dynamic=False)
+        rssm.obs_step = torch.compile(rssm.obs_step, dynamic=False)
+        self.ac.imagine_step = torch.compile(self.ac.imagine_step, dynamic=False)
 
     @property
     def wm(self):

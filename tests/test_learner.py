@@ -104,3 +104,42 @@ def test_gaussian_latents_and_both_actor_gradients(actor_grad):
     # The actor's loss never trains the world model: its gradients stay world-model-only.
     assert any(not torch.equal(x, y.detach()) for x, y in zip(before, learner.wm_params))
     assert all(p.requires_grad for p in learner.wm_params)  # unfrozen after imagination
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics"])
+def test_compiled_steps_match_eager(actor_grad):
+    """``compile=true`` compiles observe's posterior step and imagination's step; in mode (no sampling)
+    they compute what the eager functions compute, updates run, and checkpoints keep their keys."""
+    eager = Learner(tiny_learner_config(**{"behavior.actor_grad": actor_grad}), Spaces(action_dim=1))
+    compiled = Learner(tiny_learner_config(**{"compile": True, "behavior.actor_grad": actor_grad}), Spaces(action_dim=1))
+    compiled.load_state_dict(eager.state_dict())
+    assert set(compiled.state_dict()["objective"]) == set(eager.state_dict()["objective"])
+    torch.manual_seed(1)
+    n, cfg = 6, eager.cfg.model
+    state = {"deter": torch.randn(n, cfg.deter), "stoch": torch.randn(n, cfg.stoch * cfg.classes)}
+    action, embed_h = torch.randn(n, 1), torch.randn(n, cfg.hidden)
+    is_first = torch.tensor([True, False] * 3)
+    for learner in (eager, compiled):  # straight-through gradients flow in both
+        out = learner.wm.rssm.obs_step(state, action, embed_h, is_first)
+        out["stoch"].sum().backward()
+    got = compiled.wm.rssm.obs_step(state, action, embed_h, is_first, mode=True)
+    want = eager.wm.rssm.obs_step(state, action, embed_h, is_first, mode=True)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-4, atol=1e-5)
+    # imagination: the compiled step's deterministic path matches eager given the same action, and
+    # its categorical samples follow the prior's (unimixed) probabilities
+    rows = {k: v[:1].expand(4000, *v.shape[1:]).contiguous() for k, v in want.items()}
+    with torch.no_grad():
+        img, feat, raw = compiled.ac.imagine_step(compiled.wm, rows, compiled.wm.feat(rows), False)
+        deter = eager.wm.rssm._deter_step(rows, torch.tanh(raw))
+        probs = eager.wm.rssm._probs(eager.wm.rssm.prior_stats(deter))
+    torch.testing.assert_close(img["deter"], deter, rtol=1e-4, atol=1e-5)
+    assert torch.equal(feat[:, :cfg.deter], img["deter"])
+    onehot = img["stoch"].unflatten(-1, (cfg.stoch, cfg.classes))
+    assert torch.equal(onehot.sum(-1), torch.ones(4000, cfg.stoch))
+    torch.testing.assert_close(onehot.mean(0), probs.mean(0), atol=0.03, rtol=0)
+    batch = synthetic_batch()
+    for _ in range(2):
+        metrics = compiled.update(batch)
+    assert all(math.isfinite(v) for v in metrics.values()) and compiled.updates == 2

@@ -225,11 +225,20 @@ class ActorCritic(nn.Module):
             state = start
             feats, raws = [wm.feat(state)], []
             for _ in range(self.cfg.horizon):
-                action, raw = self.actor(feats[-1].detach() if grad else feats[-1]).sample()
-                state = wm.rssm.img_step(state, action.to(feats[-1].dtype))
-                feats.append(wm.feat(state))
+                state, feat, raw = self.imagine_step(wm, state, feats[-1], grad)
+                feats.append(feat)
                 raws.append(raw)
             return torch.stack(feats), torch.stack(raws)
+
+    def imagine_step(self, wm: WorldModel, state: State, feat: Tensor, grad: bool) -> tuple[State, Tensor, Tensor]:
+        """One imagined step: an actor sample from ``feat``, then a prior step of the RSSM.
+
+        One function so ``Learner(compile=True)`` can compile the whole step (actor, sampler,
+        GRU, prior) into a few fused kernels.
+        """
+        action, raw = self.actor(feat.detach() if grad else feat).sample()
+        state = wm.rssm.img_step(state, action.to(feat.dtype))
+        return state, wm.feat(state), raw
 
     def uses_dynamics(self) -> bool:
         mode = self.cfg.actor_grad

@@ -41,7 +41,7 @@ from recore_dist.data.chunk import (
     SequenceChunk,
 )
 
-SAVE_VERSION = 1
+SAVE_VERSION = 2
 DATA_FILE = "replay.npz"
 META_FILE = "replay.json"
 _STAT_KEYS: tuple[str, ...] = ("inserted", "rejected", "sampled", "evicted")
@@ -80,6 +80,7 @@ class ReplayStore:
         keys: Sequence[str] | None = None,
         seed: int = 0,
         overlap: int = 0,
+        max_bytes: int | None = None,
     ) -> None:
         """Create an empty store; ring arrays are allocated by the first accepted chunk.
 
@@ -90,11 +91,15 @@ class ReplayStore:
             seed: Seed of the sampling RNG.
             overlap: Rows a chunk shares with the previous chunk of its stream (the chunker's
                 ``overlap``); they are dropped when the chunk continues that stream's segment.
+            max_bytes: Bound on the ring arrays' bytes; the first chunk fixes the bytes per step
+                and the capacity becomes ``min(capacity, max_bytes // bytes_per_step)`` steps
+                (refused if that is below ``length``).
         """
         self.length = _check_count("length", length, 1)
         self.capacity = _check_count("capacity", capacity, self.length)
         self.overlap = _check_count("overlap", overlap, 0)
         self.seed = _check_count("seed", seed, 0)
+        self.max_bytes = None if max_bytes is None else _check_count("max_bytes", max_bytes, 1)
         self.keys: tuple[str, ...] | None = None if keys is None else _check_keys(keys)
         self._rng = np.random.default_rng(seed)
         self._spec: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None
@@ -268,7 +273,21 @@ class ReplayStore:
         self._counts["inserted"] += 1
 
     def _allocate(self, spec: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
-        """Fix the field spec and allocate one ``[capacity, ...]`` ring per field."""
+        """Fix the field spec (and the byte-bounded capacity) and allocate one ``[capacity, ...]``
+        ring per field."""
+        if self.max_bytes is not None:
+            row = sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in spec.values())
+            fits = self.max_bytes // max(row, 1)
+            if fits < self.length:
+                raise ReplayFormatError(
+                    f"max_bytes={self.max_bytes} holds {fits} steps of {row} bytes, fewer than a window "
+                    f"of length {self.length}"
+                )
+            if fits < self.capacity:  # the store is empty here: shrink the bookkeeping too
+                self.capacity = int(fits)
+                self._succ = np.full(self.capacity, -1, np.int64)
+                self._where = np.full(self.capacity, -1, np.int64)
+                self._starts = np.zeros(self.capacity, np.int64)
         self._spec = spec
         self._data = {
             name: np.zeros((self.capacity, *shape), dtype) for name, (shape, dtype) in spec.items()
@@ -283,8 +302,12 @@ class ReplayStore:
 
     def _make_room(self, rows: int) -> None:
         """Evict the oldest chunks until ``rows`` more steps fit."""
+        self._evict_to(self._head + rows - self.capacity)
+
+    def _evict_to(self, first_kept: int) -> None:
+        """Evict the oldest chunks until the tail is at or after absolute index ``first_kept``."""
         old_tail = self._tail
-        while self._head + rows - self._tail > self.capacity:
+        while self._tail < first_kept:
             start, size = self._chunks.popleft()
             assert start == self._tail, f"chunk at {start} is not the tail {self._tail}"
             self._tail = start + size
@@ -316,43 +339,26 @@ class ReplayStore:
         self._num_starts = keep_size
 
     # ----------------------------------------------------------------------------------------
-    # Checkpointing: .npz (no pickle) for arrays, JSON for metadata.
+    # Checkpointing: one ``.npy`` per field plus ``.npz`` bookkeeping (no pickle), JSON metadata.
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the store to directory ``path`` (``replay.npz`` + ``replay.json``)."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        live = np.arange(self._tail, self._head, dtype=np.int64) % self.capacity  # oldest first
-        arrays = {f"field.{name}": ring[live] for name, ring in self._data.items()}
-        chunks = np.array(self._chunks, np.int64).reshape(-1, 2)
-        recent = np.full((len(self._streams), max(self.length - 1, 0)), -1, np.int64)
-        for row, stream in enumerate(self._streams.values()):
-            recent[row, :stream.recent.size] = stream.recent
-        arrays.update({
-            "succ": self._succ[live], "starts": self._starts[:self._num_starts], "chunks": chunks,
-            "stream_keys": np.array(list(self._streams), np.int64).reshape(-1, 2),
-            "stream_seq": np.array([s.seq for s in self._streams.values()], np.int64),
-            "stream_recent_len": np.array([s.recent.size for s in self._streams.values()], np.int64),
-            "stream_recent": recent,
-        })
-        meta: dict[str, Any] = {
-            "version": SAVE_VERSION, "capacity": self.capacity, "length": self.length,
-            "keys": None if self.keys is None else list(self.keys), "seed": self.seed,
-            "overlap": self.overlap, "head": self._head, "tail": self._tail,
-            "counts": self._counts, "rng": self._rng.bit_generator.state,
-            "spec": None if self._spec is None else [
-                [name, dtype.str, list(shape)] for name, (shape, dtype) in self._spec.items()
-            ],
-        }
-        with open(folder / f"{DATA_FILE}.tmp", "wb") as handle:
-            np.savez(handle, **arrays)
-        (folder / f"{META_FILE}.tmp").write_text(json.dumps(meta))
-        os.replace(folder / f"{DATA_FILE}.tmp", folder / DATA_FILE)
-        os.replace(folder / f"{META_FILE}.tmp", folder / META_FILE)
+        """Write the store to directory ``path`` (see ``SaveJob`` for the files)."""
+        job = self.begin_save(path)
+        while job.copy_piece(self):
+            pass
+        job.finish()
+
+    def begin_save(self, path: str | os.PathLike[str], *, piece_rows: int = 4096) -> SaveJob:
+        """Start a checkpoint that copies the rows in pieces (for an owner that keeps inserting
+        and sampling while it is written); see ``SaveJob``. Takes O(capacity) int64 copies of the
+        bookkeeping, not of the rows."""
+        return SaveJob(self, Path(path), piece_rows)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReplayStore:
-        """Restore a store written by ``save``: contents, RNG state, stream state and counters."""
+        """Restore a store written by ``save`` / ``SaveJob``: contents, RNG state, stream state
+        and counters. Chunks that were evicted while the checkpoint was being written (before
+        their rows were copied) are dropped, as the live store dropped them."""
         folder = Path(path)
         meta = json.loads((folder / META_FILE).read_text())
         if meta.get("version") != SAVE_VERSION:
@@ -361,13 +367,17 @@ class ReplayStore:
             )
         store = cls(
             meta["capacity"], length=meta["length"], keys=meta["keys"], seed=meta["seed"],
-            overlap=meta["overlap"],
+            overlap=meta["overlap"], max_bytes=meta["max_bytes"],
         )
         store._head, store._tail = meta["head"], meta["tail"]
         store._counts = {key: int(meta["counts"][key]) for key in _STAT_KEYS}
         store._rng.bit_generator.state = meta["rng"]
         with np.load(folder / DATA_FILE, allow_pickle=False) as npz:
-            store._restore_arrays(meta["spec"], {name: npz[name] for name in npz.files})
+            arrays = {name: npz[name] for name in npz.files}
+        for name, _, _ in meta["spec"] or []:
+            arrays[f"field.{name}"] = np.load(folder / f"field.{name}.npy", allow_pickle=False)
+        store._restore_arrays(meta["spec"], arrays)
+        store._evict_to(int(meta["valid_from"]))
         return store
 
     def _restore_arrays(self, spec: list[list[Any]] | None, arrays: dict[str, np.ndarray]) -> None:
@@ -423,3 +433,98 @@ def _check_keys(keys: Sequence[str]) -> tuple[str, ...]:
             f"{list(RESERVED_FIELDS)}; got {list(names)} (bad: {bad})"
         )
     return names
+
+
+class SaveJob:
+    """A checkpoint of a ``ReplayStore`` written while its owner keeps using the store.
+
+    Protocol (the owner serialises store access with its own lock):
+
+    1. ``store.begin_save(path)`` under the lock: copies the bookkeeping (successor links, window
+       starts, chunk table, stream state, counters, RNG) as of now (the *snapshot*) and opens one
+       ``.npy`` file per field for the snapshot's rows ``[tail, head)``.
+    2. ``copy_piece(store)`` under the lock, repeatedly, releasing it between calls: copies the
+       next ``piece_rows`` rows of the snapshot from the live rings into the files. Rows the live
+       store evicted since the snapshot (their slots may hold new data) are not copied; the
+       snapshot's tail moves past them (to the live tail, a chunk boundary), so the checkpoint
+       loses only what the store itself dropped.
+    3. ``finish()`` without the lock: flushes the rows and writes ``replay.npz`` (bookkeeping)
+       and ``replay.json`` (metadata, last, via a temp file and rename).
+
+    Inserts and samples wait at most one piece copy (4096 rows of 64x64x3 frames: ~50 MB,
+    ~10-20 ms) instead of the whole write.
+    """
+
+    def __init__(self, store: ReplayStore, folder: Path, piece_rows: int) -> None:
+        self.folder = folder
+        self.piece_rows = _check_count("piece_rows", piece_rows, 1)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.capacity = store.capacity
+        self.tail, self.head = store._tail, store._head
+        self.next = self.tail  # absolute index of the next row to copy
+        self.valid_from = self.tail  # rows before this were lost to eviction before being copied
+        live = np.arange(self.tail, self.head, dtype=np.int64) % store.capacity
+        recent = np.full((len(store._streams), max(store.length - 1, 0)), -1, np.int64)
+        for row, stream in enumerate(store._streams.values()):
+            recent[row, :stream.recent.size] = stream.recent
+        self.bookkeeping = {
+            "succ": store._succ[live], "starts": store._starts[:store._num_starts].copy(),
+            "chunks": np.array(store._chunks, np.int64).reshape(-1, 2),
+            "stream_keys": np.array(list(store._streams), np.int64).reshape(-1, 2),
+            "stream_seq": np.array([s.seq for s in store._streams.values()], np.int64),
+            "stream_recent_len": np.array([s.recent.size for s in store._streams.values()], np.int64),
+            "stream_recent": recent,
+        }
+        self.meta: dict[str, Any] = {
+            "version": SAVE_VERSION, "capacity": store.capacity, "length": store.length,
+            "keys": None if store.keys is None else list(store.keys), "seed": store.seed,
+            "overlap": store.overlap, "max_bytes": store.max_bytes, "head": self.head, "tail": self.tail,
+            "counts": dict(store._counts), "rng": store._rng.bit_generator.state,
+            "spec": None if store._spec is None else [
+                [name, dtype.str, list(shape)] for name, (shape, dtype) in store._spec.items()
+            ],
+        }
+        self.files: dict[str, np.ndarray] = {}
+        for name, ring in store._data.items():
+            shape = (self.head - self.tail, *ring.shape[1:])
+            target = folder / f"field.{name}.npy"
+            if shape[0] == 0:  # a zero-length memmap is not allowed
+                np.save(target, np.zeros(shape, ring.dtype))
+            else:
+                self.files[name] = np.lib.format.open_memmap(target, mode="w+", dtype=ring.dtype, shape=shape)
+        self.rows_lost = 0
+
+    @property
+    def done(self) -> bool:
+        return self.next >= self.head
+
+    def copy_piece(self, store: ReplayStore) -> bool:
+        """Copy the next piece of rows (call with the owner's lock held); ``False`` when done."""
+        if self.done:
+            return False
+        if store._tail > self.next:  # evicted before we got to them: their slots may be reused
+            lost_to = min(store._tail, self.head)
+            self.rows_lost += lost_to - self.next
+            self.next = self.valid_from = lost_to
+            if self.done:
+                return False
+        end = min(self.next + self.piece_rows, self.head)
+        slots = np.arange(self.next, end, dtype=np.int64) % self.capacity
+        for name, out in self.files.items():
+            out[self.next - self.tail:end - self.tail] = store._data[name][slots]
+        self.next = end
+        return not self.done
+
+    def finish(self) -> None:
+        """Flush the rows and write bookkeeping and metadata (metadata last: it marks completion)."""
+        if not self.done:
+            raise RuntimeError(f"SaveJob.finish: rows {self.next}..{self.head} not copied yet")
+        for out in self.files.values():
+            out.flush()
+        self.files.clear()
+        with open(self.folder / f"{DATA_FILE}.tmp", "wb") as handle:
+            np.savez(handle, **self.bookkeeping)
+        os.replace(self.folder / f"{DATA_FILE}.tmp", self.folder / DATA_FILE)
+        meta = {**self.meta, "valid_from": self.valid_from, "rows_lost": self.rows_lost}
+        (self.folder / f"{META_FILE}.tmp").write_text(json.dumps(meta))
+        os.replace(self.folder / f"{META_FILE}.tmp", self.folder / META_FILE)

@@ -77,6 +77,69 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class RayConfig:
+    """The Ray runtime (``runner: ray``): actors, placement, transport, faults, checkpoints."""
+
+    address: str | None = None
+    """Cluster to join: ``None`` starts an embedded local Ray; ``auto`` or ``ray://host:10001``."""
+    num_cpus: int | None = None
+    """Logical CPUs of the embedded local Ray (``None``: Ray's count; raise it to oversubscribe)."""
+    runners: int = 1
+    """Env-runner actors at the start (``recore-dist scale`` changes it while the job runs)."""
+    runners_per_node: int = 0
+    """If > 0, keep this many runners per alive node with CPUs (runners follow nodes joining and
+    leaving); ``runners`` is then ignored."""
+    envs_per_runner: int = 4
+    """Simulators per env runner (lock-step vector)."""
+    shards: int = 1
+    """Replay shards (actors); runners are routed by ``runner_id % shards``."""
+    runner_cpus: float = 1.0
+    """Logical CPUs reserved per env runner (and the evaluator)."""
+    runner_threads: int = 1
+    """Torch threads in each runner / evaluator process."""
+    learner_cpus: float = 1.0
+    """Logical CPUs reserved for the learner actor."""
+    learner_gpus: float | None = None
+    """GPUs for the learner (``None``: 1 if the cluster has a GPU, else 0)."""
+    collect_steps: int = 16
+    """Lock-step steps per ``EnvRunner.collect`` call (the orchestrator's scheduling quantum)."""
+    max_in_flight: int = 4
+    """Outstanding insert calls per runner before stepping waits for the oldest."""
+    train_seconds: float = 2.0
+    """Learner time per ``train`` call (the metrics / weights publication quantum)."""
+    publish_every: int = 1
+    """Publish policy weights to the object store every this many updates."""
+    prefetch: int = 2
+    """Batches the learner samples ahead while it computes."""
+    insert_timeout: float = 30.0
+    """Seconds a rate-limited insert / sample waits before it reports and retries."""
+    tolerance: float | None = None
+    """Rate-limiter slack in steps (``None``: twice the deadlock-free minimum)."""
+    max_bytes: int | None = None
+    """Replay bytes bound per shard (``None``: only ``replay.capacity``)."""
+    checkpoint_every_s: float = 120.0
+    """Checkpoint learner, replay shards and counters every this many seconds (0: at the end only)."""
+    shard_checkpoint_every_s: float = 60.0
+    """Each replay shard also checkpoints itself on this timer (bounds what a shard crash loses)."""
+    eval_every_s: float = 60.0
+    """Run the evaluator on the latest weights every this many seconds (0: at the end only)."""
+    max_restarts: int = -1
+    """Restarts of a crashed runner / learner / evaluator actor (-1: unlimited)."""
+    control_every_s: float = 1.0
+    """How often the driver reads ``logdir/control.json`` (``recore-dist scale``) and node changes."""
+
+    def __post_init__(self) -> None:
+        for key in ("runners", "envs_per_runner", "shards", "collect_steps", "max_in_flight", "publish_every",
+                    "prefetch", "runner_threads"):
+            if getattr(self, key) < (0 if key == "runners" else 1):
+                raise ValueError(f"ray.{key}={getattr(self, key)} out of range")
+        for key in ("runner_cpus", "learner_cpus", "train_seconds", "insert_timeout", "checkpoint_every_s",
+                    "shard_checkpoint_every_s", "eval_every_s", "control_every_s"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"ray.{key}={getattr(self, key)} must be >= 0")
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """The training job."""
 
@@ -84,8 +147,9 @@ class TrainConfig:
     """TensorBoard events, checkpoints and the resolved config go here; an existing one is resumed."""
     seed: int = 0
     """Seed of envs, random prefill actions and the learner."""
-    runner: Literal["local"] = "local"
-    """Runner: ``local`` (env vector + replay + learner in one process)."""
+    runner: Literal["ray", "local"] = "ray"
+    """Runner: ``ray`` (env-runner, replay-shard, learner and evaluator actors) or ``local`` (env
+    vector + replay + learner in one process)."""
     env_steps: int = 20_000
     """Env steps to train for (all simulators together; one step = ``action_repeat`` frames)."""
     num_envs: int = 4
@@ -100,6 +164,8 @@ class TrainConfig:
     """World model, objective, actor-critic and optimisers."""
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     """Evaluation on train and held-out splits."""
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
+    """The Ray runtime (used when ``runner`` is ``ray``)."""
     policy_sync: int = 1
     """Copy learner weights to the acting policy every this many updates."""
     log_every: int = 20

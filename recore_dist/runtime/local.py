@@ -24,7 +24,8 @@ from recore_dist.models.world_model import Spaces
 from recore_dist.replay import ReplayRatio, ReplayStore
 from recore_dist.runtime.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from recore_dist.runtime.config import TrainConfig
-from recore_dist.runtime.env_loop import EnvLoop, summarise
+from recore_dist.runtime.env_loop import EnvLoop
+from recore_dist.runtime.evaluator import Evaluator
 from recore_dist.runtime.summaries import open_loop_grids
 
 
@@ -71,8 +72,7 @@ class LocalRunner:
         self._sync_policy()
         self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
                             seed=cfg.seed + self.counters["env_steps"])
-        self._eval_loops: dict[str, EnvLoop] = {}
-        self._eval_policies: dict[str, Policy] = {}
+        self.evaluator = Evaluator(cfg, self.spaces, make_env_vector=make_env_vector)
 
     # --------------------------------------------------------------------------- state
     def _resume(self) -> bool:
@@ -97,18 +97,8 @@ class LocalRunner:
     # --------------------------------------------------------------------------- evaluation
     def evaluate(self, split: str, episodes: int, *, random: bool = False) -> dict[str, float]:
         """Mode-action episodes of the current policy (or a random policy) on ``split``."""
-        cfg = self.cfg.eval
-        if split not in self._eval_loops:
-            seed = self.cfg.seed + (10_000 if split == "train" else 20_000)
-            policy = Policy(self.cfg.learner.model, self.cfg.learner.behavior, self.spaces, num_envs=cfg.num_envs)
-            envs = self.make_env_vector(self.cfg, split, cfg.num_envs, seed)
-            self._eval_policies[split] = policy
-            self._eval_loops[split] = EnvLoop(envs, policy, chunk_length=0, seed=seed)
-        loop, policy = self._eval_loops[split], self._eval_policies[split]
-        policy.load(self.weights, self.learner.updates)
-        loop.reset()  # every evaluation starts on fresh episodes
-        prefix = f"eval_{'random' if random else 'policy'}_{split}"
-        return summarise(loop.run_episodes(episodes, random=random, explore=False), prefix)
+        return self.evaluator.evaluate(self.weights, self.learner.updates, episodes=episodes, splits=(split,),
+                                       random=random)
 
     # --------------------------------------------------------------------------- main loop
     def run(self, *, max_seconds: float | None = None) -> dict[str, Any]:
@@ -182,20 +172,14 @@ class LocalRunner:
             self.checkpoint()
 
     def _log_eval(self, logger: Logger) -> dict[str, float]:
-        results: dict[str, float] = {}
-        for split in ("train", "heldout"):
-            results.update(self.evaluate(split, self.cfg.eval.episodes))
+        results = self.evaluator.evaluate(self.weights, self.learner.updates, episodes=self.cfg.eval.episodes)
         logger.scalars(results, self.counters["env_steps"])
-        if results.get("eval_policy_train/return"):
-            results["eval/generalization_gap"] = (results["eval_policy_train/return"]
-                                                  - results.get("eval_policy_heldout/return", 0.0))
         logger.flush()
         return results
 
     def close(self) -> None:
         self.loop.close()
-        for loop in self._eval_loops.values():
-            loop.close()
+        self.evaluator.close()
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:

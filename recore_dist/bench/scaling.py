@@ -1,0 +1,166 @@
+"""``recore-dist bench scaling``: env frames/s with 1 and 2 env runners, on one and on two Ray nodes.
+
+Each runner is the real actor path (``EnvRunner``: K simulators + policy + chunks pushed to a
+``ReplayShard``). For ``n`` runners, ``collect(steps)`` runs on all of them at once and the
+figure is total env steps over the wall-clock of the slowest; 1- and 2-runner measurements are
+interleaved and repeated (medians). With ``--nodes 2`` the same is measured on a two-node
+cluster started on this machine (``ray start --head`` + ``ray start --address``), one runner
+pinned to each node, so runners talk to the shard across nodes as they would on a cluster.
+
+Target: 1 -> 2 runners >= 1.8x where cores allow (each runner needs a core of its own).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    """A two-node Ray cluster on this machine: ``ray start --head`` and ``ray start --address``,
+    each ``--block``ing in its own process group (stopped by signalling the group)."""
+
+    def __init__(self, cpus_per_node: int = 2, nodes: int = 2):
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.tmp = tempfile.mkdtemp(prefix="recore-ray-")
+        ray_bin = str(Path(sys.executable).with_name("ray"))
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        self.procs = [subprocess.Popen(
+            [ray_bin, "start", "--head", f"--port={self.port}", f"--num-cpus={cpus_per_node}", "--num-gpus=0",
+             "--include-dashboard=false", "--node-ip-address=127.0.0.1", f"--temp-dir={self.tmp}", "--block"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+        self._wait_nodes(1)
+        for _ in range(nodes - 1):
+            self.procs.append(subprocess.Popen(
+                [ray_bin, "start", f"--address={self.address}", f"--num-cpus={cpus_per_node}", "--num-gpus=0",
+                 "--node-ip-address=127.0.0.1", "--block"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        self._wait_nodes(nodes)
+
+    def _wait_nodes(self, count: int, timeout: float = 120.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            probe = subprocess.run(
+                [sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+                 "print(sum(n['Alive'] for n in ray.nodes()))", self.address],
+                capture_output=True, text=True, timeout=120)
+            lines = probe.stdout.strip().splitlines()
+            if probe.returncode == 0 and lines and int(lines[-1]) >= count:
+                return
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"local Ray cluster at {self.address} did not reach {count} nodes in {timeout:g}s")
+
+    def stop(self) -> None:
+        import signal
+
+        for proc in reversed(self.procs):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _measure(ray, runners, steps: int) -> float:
+    start = time.perf_counter()
+    outs = ray.get([r.collect.remote(steps) for r in runners])
+    ray.get([r.flush.remote() for r in runners])
+    return sum(o["env_steps"] for o in outs) / (time.perf_counter() - start)
+
+
+def _runs(ray, cfg, nodes: list[str] | None, steps: int, repeats: int) -> dict[str, Any]:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from recore_dist.replay.client import ReplayClient
+    from recore_dist.replay.shard import ShardConfig, remote_shard
+    from recore_dist.runtime.env_runner import remote_runner
+
+    shard = remote_shard(ShardConfig(capacity=200_000, length=cfg.learner.batch_length,
+                                     chunk_length=cfg.replay.chunk_length, ratio=float("inf"), min_size=0,
+                                     max_insert_chunks=cfg.ray.envs_per_runner), 0)
+    client = ReplayClient([shard])
+    runners = []
+    for i in range(2):
+        opts = {}
+        if nodes:
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False)
+        runners.append(remote_runner(cfg, i, client, **opts))
+    placed = ray.get([r.node_id.remote() for r in runners])
+    ray.get([r.collect.remote(8) for r in runners])  # warm up
+    one, two = [], []
+    for _ in range(repeats):
+        one.append(_measure(ray, runners[:1], steps))
+        two.append(_measure(ray, runners, steps))
+    for actor in (*runners, shard):
+        ray.kill(actor, no_restart=True)
+    return {"one": statistics.median(one), "two": statistics.median(two), "one_all": one, "two_all": two,
+            "nodes_used": len(set(placed))}
+
+
+def run_bench(*, config_path: str = "configs/quickstart.yaml", overrides: list[str] | None = None,
+              num_envs: int = 2, steps: int = 128, repeats: int = 3, nodes: int = 1) -> dict[str, Any]:
+    import ray
+
+    from recore_dist import config as config_lib
+    from recore_dist.runtime.config import TrainConfig
+
+    cfg = config_lib.load(TrainConfig, config_path, list(overrides or []) + [f"ray.envs_per_runner={num_envs}"])
+    runtime_env = {"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}}
+    result: dict[str, Any] = {"task": cfg.env.name, "size": cfg.env.size, "interventions": cfg.env.interventions,
+                              "num_envs": num_envs, "steps": steps, "repeats": repeats, "cores": os.cpu_count(),
+                              "model_size": cfg.learner.model.size, "rows": []}
+    if ray.is_initialized():
+        raise RuntimeError("bench scaling starts its own Ray; call it without Ray initialised")
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+    try:
+        row = _runs(ray, cfg, None, steps, repeats)
+        result["rows"].append({"setup": "1 node", **row, "scaling": row["two"] / row["one"]})
+    finally:
+        ray.shutdown()
+    if nodes >= 2:
+        cluster = LocalCluster(cpus_per_node=2, nodes=2)
+        try:
+            ray.init(address=cluster.address, log_to_driver=False, runtime_env=runtime_env)
+            ids = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+            row = _runs(ray, cfg, ids, steps, repeats)
+            result["rows"].append({"setup": "2 nodes (ray start --head + --address)", **row,
+                                   "scaling": row["two"] / row["one"]})
+        finally:
+            ray.shutdown()
+            cluster.stop()
+    best = max(r["scaling"] for r in result["rows"])
+    result["scaling"] = best
+    result["target_met"] = best >= 1.8
+    return result
+
+
+def format_table(r: dict[str, Any]) -> str:
+    lines = [f"{r['task']} {r['size']}px ({r['interventions']}), {r['num_envs']} simulators per runner, "
+             f"policy {r['model_size']}, {r['steps']} lock-steps x {r['repeats']} interleaved repeats, "
+             f"{r['cores']} cores",
+             f"{'setup':<42}{'1 runner':>10}{'2 runners':>11}{'2 / 1':>8}{'nodes':>7}"]
+    for row in r["rows"]:
+        lines.append(f"{row['setup']:<42}{row['one']:>10.1f}{row['two']:>11.1f}{row['scaling']:>8.2f}"
+                     f"{row['nodes_used']:>7}")
+    lines.append(f"env steps/s. Target 1 -> 2 runners >= 1.8x: {'met' if r['target_met'] else 'NOT met'}")
+    return "\n".join(lines)

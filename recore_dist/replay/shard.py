@@ -1,0 +1,252 @@
+"""``ReplayShard``: one shard of the replay service (a ``ReplayStore`` + rate limiter + checkpoints).
+
+A plain class that runs in-process or as a threaded Ray actor (``remote_shard``). Inserts arrive
+as msgpack bytes (``encode_chunks``) and are decoded and validated before they touch the store;
+samples leave as msgpack bytes (``encode_batch``). Nothing here unpickles payloads.
+
+Concurrency: calls may run on several threads (a Ray actor with ``max_concurrency > 1``). One
+lock guards the store; decoding, encoding and disk writes happen outside it. A checkpoint holds
+the lock only to snapshot the bookkeeping and then for one piece of rows at a time (see
+``SaveJob``), so inserts and samples go on while it is written.
+
+What a SIGKILL loses: everything inserted after the start of the last *completed* checkpoint
+(inserts whose calls were still in flight are retried by Ray into the restarted shard). With
+``checkpoint_every_s = c`` and an insert rate ``r`` steps/s that is at most about ``r * (c + w)``
+steps, ``w`` being the time a checkpoint takes to write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from recore_dist.data.batch import encode_batch
+from recore_dist.data.chunk import ChunkFormatError, decode_chunks
+from recore_dist.replay.rate_limiter import RateLimited, RateLimiter
+from recore_dist.replay.store import ReplayFormatError, ReplayStore
+
+LATEST = "LATEST"
+
+
+@dataclasses.dataclass
+class ShardConfig:
+    """One shard's storage, rate limit and checkpoint settings."""
+
+    capacity: int = 1_000_000
+    """Steps kept by this shard (the oldest chunks are evicted first)."""
+    max_bytes: int | None = None
+    """Bound on this shard's ring arrays in bytes (``None``: only ``capacity``)."""
+    length: int = 64
+    """T of sampled windows."""
+    keys: tuple[str, ...] | None = None
+    """Observation fields kept (``None``: all)."""
+    chunk_length: int = 64
+    """Rows per inserted chunk (others are refused)."""
+    ratio: float = 256.0
+    """Replayed steps per inserted step that the rate limiter holds."""
+    min_size: int = 1000
+    """Steps inserted before sampling starts."""
+    tolerance: float | None = None
+    """Rate-limiter slack in steps either side (``None``: 2x the deadlock-free minimum)."""
+    max_sample: int = 16
+    """Largest batch (windows) of one sample call, for the deadlock check."""
+    max_insert_chunks: int = 16
+    """Largest number of chunks in one insert call, for the deadlock check."""
+    timeout: float = 30.0
+    """Seconds a call waits on the rate limiter before raising ``RateLimited``."""
+    checkpoint_dir: str | None = None
+    """Where checkpoints go and are restored from (``None``: no checkpoints)."""
+    checkpoint_every_s: float = 0.0
+    """Checkpoint on a timer every this many seconds (0: only when asked)."""
+    keep_checkpoints: int = 2
+    """Completed checkpoints kept on disk."""
+    seed: int = 0
+    """Sampling seed."""
+
+    def limiter(self) -> RateLimiter:
+        max_sample = self.max_sample * self.length
+        max_insert = self.max_insert_chunks * self.chunk_length
+        tol = self.tolerance
+        if tol is None:
+            tol = max_sample + (0 if self.ratio == float("inf") else self.ratio * max_insert)
+        return RateLimiter(self.ratio, min_size=self.min_size, tolerance=tol, max_sample=max_sample,
+                           max_insert=max_insert)
+
+
+class ReplayShard:
+    """See the module docstring. ``shard_id`` names its checkpoint folder."""
+
+    def __init__(self, cfg: ShardConfig, shard_id: int = 0):
+        self.cfg, self.shard_id = cfg, shard_id
+        self.limiter = cfg.limiter()
+        self.store = ReplayStore(cfg.capacity, length=cfg.length, keys=cfg.keys, seed=cfg.seed + shard_id,
+                                 max_bytes=cfg.max_bytes)
+        self._lock = threading.Lock()
+        self._ckpt_lock = threading.Lock()
+        self.counts = {"rejected_payloads": 0, "rejected_chunks": 0, "restores": 0, "checkpoints": 0}
+        self.last_checkpoint: dict[str, Any] = {}
+        self.by_runner: dict[int, int] = {}  # chunks stored per runner id (since the last restore)
+        self.folder = Path(cfg.checkpoint_dir) / f"shard-{shard_id}" if cfg.checkpoint_dir else None
+        self.restored = self._restore()
+        self._stop = threading.Event()
+        if cfg.checkpoint_every_s > 0 and self.folder is not None:
+            threading.Thread(target=self._timer, daemon=True, name=f"shard{shard_id}-ckpt").start()
+
+    # ------------------------------------------------------------------------------ data
+    def insert(self, payload: bytes, timeout: float | None = None) -> dict[str, int]:
+        """Decode, validate and store a batch of chunks.
+
+        Raises:
+            ChunkFormatError: the payload or a chunk is malformed (counted; valid chunks of the
+                same payload are stored, malformed ones never touch the store).
+            RateLimited: the actors are too far ahead of the learner for ``timeout`` seconds.
+        """
+        try:
+            chunks = decode_chunks(payload, expected_length=self.cfg.chunk_length)
+        except ChunkFormatError:
+            self.counts["rejected_payloads"] += 1
+            raise
+        steps = sum(c.length for c in chunks)
+        if not self.limiter.acquire_insert(steps, self.cfg.timeout if timeout is None else timeout):
+            raise RateLimited(f"shard {self.shard_id}: insert of {steps} steps waited "
+                              f"{self.cfg.timeout if timeout is None else timeout:g}s: {self.limiter.describe()}")
+        errors = []
+        with self._lock:
+            for index, chunk in enumerate(chunks):
+                try:
+                    self.store.add(chunk)
+                    self.by_runner[chunk.runner_id] = self.by_runner.get(chunk.runner_id, 0) + 1
+                except ReplayFormatError as exc:
+                    errors.append(f"chunks[{index}]: {exc}")
+                    self.limiter.release_insert(chunk.length)
+        if errors:
+            self.counts["rejected_chunks"] += len(errors)
+            raise ChunkFormatError(f"shard {self.shard_id}: {len(errors)} of {len(chunks)} chunks refused, "
+                                   f"{len(chunks) - len(errors)} stored; first: {errors[0]}")
+        return {"chunks": len(chunks), "steps": steps}
+
+    def sample(self, batch_size: int, timeout: float | None = None) -> bytes:
+        """``batch_size`` windows as ``encode_batch`` bytes.
+
+        Raises:
+            RateLimited: no data yet, or the learner is ahead of the actors, for ``timeout`` s.
+        """
+        steps = batch_size * self.cfg.length
+        wait = self.cfg.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while True:
+            if not self.limiter.acquire_sample(steps, max(0.0, deadline - time.monotonic())):
+                raise RateLimited(f"shard {self.shard_id}: sample of {batch_size} windows waited {wait:g}s: "
+                                  f"{self.limiter.describe()}, {self.store.num_windows} windows stored")
+            with self._lock:
+                if self.store.num_windows:
+                    batch = self.store.sample(batch_size)
+                    break
+            self.limiter.release_sample(steps)  # enough steps, but no full window yet
+            if time.monotonic() >= deadline:
+                raise RateLimited(f"shard {self.shard_id}: no window of {self.cfg.length} steps after {wait:g}s "
+                                  f"({len(self.store)} steps stored)")
+            time.sleep(0.05)
+        return encode_batch(batch)
+
+    # ------------------------------------------------------------------------------ status
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            out = {f"replay/{k}": float(v) for k, v in self.store.stats().items()}
+            out["replay/capacity"] = float(self.store.capacity)
+        out.update({f"replay/{k}": float(v) for k, v in self.counts.items()})
+        out.update({f"limiter/{k}": float(v) for k, v in self.limiter.stats().items()})
+        out.update({f"checkpoint/{k}": float(v) for k, v in self.last_checkpoint.items()
+                    if isinstance(v, (int, float))})
+        return out
+
+    def runner_counts(self) -> dict[int, int]:
+        """Chunks stored per runner id since this process started (or restored)."""
+        with self._lock:
+            return dict(self.by_runner)
+
+    def size(self) -> int:
+        return len(self.store)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def ping(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> dict[str, Any]:
+        """Write a checkpoint while inserts and samples go on; returns its figures (seconds,
+        rows, the longest lock hold, rows lost to eviction during the write)."""
+        if self.folder is None:
+            raise RuntimeError(f"shard {self.shard_id}: no checkpoint_dir configured")
+        with self._ckpt_lock:
+            start = time.perf_counter()
+            done = sorted(self.folder.glob("ckpt-*"))
+            number = int(done[-1].name.split("-")[1]) + 1 if done else 0
+            target = self.folder / f"ckpt-{number:09d}"
+            shutil.rmtree(target, ignore_errors=True)  # a partial write from a killed process
+            holds = []
+            with self._lock:
+                t = time.perf_counter()
+                job = self.store.begin_save(target)
+                limiter, counts = self.limiter.state_dict(), dict(self.counts)
+                holds.append(time.perf_counter() - t)
+            more = True
+            while more:
+                with self._lock:
+                    t = time.perf_counter()
+                    more = job.copy_piece(self.store)
+                    holds.append(time.perf_counter() - t)
+            job.finish()
+            (target / "shard.json").write_text(json.dumps({"limiter": limiter, "counts": counts}))
+            pointer = self.folder / f"{LATEST}.tmp"
+            pointer.write_text(target.name)
+            os.replace(pointer, self.folder / LATEST)
+            self.counts["checkpoints"] += 1
+            every = sorted(self.folder.glob("ckpt-*"))
+            complete = [d for d in every if (d / "shard.json").is_file()][-self.cfg.keep_checkpoints:]
+            for old in every:
+                if old not in complete:  # older ones, and partial writes of a killed process
+                    shutil.rmtree(old, ignore_errors=True)
+            self.last_checkpoint = {"seconds": time.perf_counter() - start, "rows": job.head - job.tail,
+                                    "rows_lost": job.rows_lost, "max_lock_hold_s": max(holds),
+                                    "pieces": len(holds) - 1, "path": str(target)}
+            return dict(self.last_checkpoint)
+
+    def _restore(self) -> bool:
+        if self.folder is None or not (self.folder / LATEST).is_file():
+            return False
+        target = self.folder / (self.folder / LATEST).read_text().strip()
+        self.store = ReplayStore.load(target)
+        state = json.loads((target / "shard.json").read_text())
+        self.limiter.load_state_dict(state["limiter"])
+        self.counts.update({k: int(v) for k, v in state["counts"].items() if k in self.counts})
+        self.counts["restores"] += 1
+        return True
+
+    def _timer(self) -> None:
+        while not self._stop.wait(self.cfg.checkpoint_every_s):
+            try:
+                self.checkpoint()
+            except Exception as exc:  # keep serving; report through stats
+                self.last_checkpoint = {"error": f"{type(exc).__name__}: {exc}"}
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def remote_shard(cfg: ShardConfig, shard_id: int, *, max_concurrency: int = 8, **options: Any):
+    """Start ``ReplayShard`` as a threaded Ray actor that restarts (from its last checkpoint) when
+    its process dies; calls in flight at the crash are retried."""
+    import ray
+
+    opts = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0, "max_concurrency": max_concurrency}
+    opts.update(options)
+    return ray.remote(ReplayShard).options(**opts).remote(cfg, shard_id)

@@ -1,0 +1,168 @@
+"""``EnvRunner``: K simulators + the CPU policy, pushing msgpack chunks to the replay service.
+
+A plain class (testable in-process) that the orchestrator starts as a Ray actor
+(``remote_runner``). The orchestrator drives it with ``collect(steps, ...)`` calls; each call
+steps the vector ``steps`` times and returns throughput, episode returns and weight staleness.
+
+- Chunks are encoded once (``encode_chunks``) and pushed as soon as they are complete, all the
+  chunks finished by one lock-step in one call, with at most ``max_in_flight`` insert calls
+  outstanding: stepping only waits when that many are unacknowledged (``ray.wait`` on the
+  oldest), never per step. A SIGKILL loses the unfinished chunk of each simulator plus calls
+  not yet accepted.
+- Weights arrive as ``(version, [ObjectRef])`` with each ``collect`` call; a newer version is
+  fetched in the background (``ray.wait(..., timeout=0)`` polls once per step) and loaded
+  between two steps, so stepping never blocks on it.
+- Refused chunks (``ChunkFormatError``) are counted and dropped, never retried; rate-limited
+  inserts (``RateLimited``) are re-sent.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from recore_dist.data.chunk import ChunkFormatError, encode_chunks
+
+
+class EnvRunner:
+    """Args:
+        cfg: the training config (env, model, replay chunk length, runtime settings).
+        runner_id: stamped on every chunk; picks the replay shard.
+        replay: a ``ReplayClient`` (or ``None`` to keep chunks in ``self.kept``, for tests).
+        make_env_vector: env factory ``(cfg, split, num_envs, seed)``.
+    """
+
+    def __init__(self, cfg, runner_id: int, replay=None, *, make_env_vector=None):
+        import torch
+
+        from recore_dist.behavior import Policy
+        from recore_dist.runtime.env_loop import EnvLoop
+        from recore_dist.runtime.local import make_envs, spaces_of
+
+        rt = cfg.ray
+        torch.set_num_threads(rt.runner_threads)
+        self.cfg, self.runner_id, self.replay = cfg, runner_id, replay
+        seed = cfg.seed + 1000 * (runner_id + 1)
+        self.envs = (make_env_vector or make_envs)(cfg, "train", rt.envs_per_runner, seed)
+        self.spaces = spaces_of(self.envs)
+        self.policy = Policy(cfg.learner.model, cfg.learner.behavior, self.spaces, num_envs=rt.envs_per_runner)
+        self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
+                            runner_id=runner_id, seed=seed)
+        self.in_flight: collections.deque = collections.deque()  # (ref, payload, chunks)
+        self.pending_weights: tuple[int, Any] | None = None
+        self.kept: list[bytes] = []
+        self.totals = collections.Counter()
+        self.node = _node_id()
+
+    # ------------------------------------------------------------------------------ weights
+    def _offer_weights(self, weights: tuple[int, list] | None) -> None:
+        if weights is None:
+            return
+        version, (ref,) = weights
+        if version > self.policy.version and (self.pending_weights is None or version > self.pending_weights[0]):
+            self.pending_weights = (version, ref)
+
+    def _poll_weights(self) -> None:
+        if self.pending_weights is None:
+            return
+        import ray
+
+        version, ref = self.pending_weights
+        ready, _ = ray.wait([ref], timeout=0)
+        if ready:
+            try:
+                self.policy.load(ray.get(ref), version)
+                self.totals["weight_updates"] += 1
+            except Exception:  # the owner (learner) died: keep acting with the old weights
+                self.totals["weight_errors"] += 1
+            self.pending_weights = None
+
+    def load_weights(self, weights: dict[str, np.ndarray], version: int) -> None:
+        """Load weights directly (in-process use and tests)."""
+        self.policy.load(weights, version)
+
+    # ------------------------------------------------------------------------------ pushing
+    def _push(self, chunks) -> None:
+        payload = encode_chunks(chunks)
+        self.totals["chunks"] += len(chunks)
+        self.totals["bytes"] += len(payload)
+        if self.replay is None:
+            self.kept.append(payload)
+            return
+        self.in_flight.append((self.replay.insert(self.runner_id, payload), payload, len(chunks)))
+        while len(self.in_flight) > self.cfg.ray.max_in_flight:
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        import ray
+
+        from recore_dist.replay.rate_limiter import RateLimited
+
+        ref, payload, count = self.in_flight.popleft()
+        start = time.perf_counter()
+        try:
+            ray.get(ref)
+            self.totals["chunks_acked"] += count
+        except ChunkFormatError:
+            self.totals["chunks_refused"] += count
+        except RateLimited:  # the learner is behind: send it again (this wait is the back-pressure)
+            self.totals["rate_limited"] += 1
+            self.in_flight.appendleft((self.replay.insert(self.runner_id, payload), payload, count))
+        self.totals["push_wait_s"] += time.perf_counter() - start
+
+    def flush(self) -> None:
+        """Wait for every outstanding insert."""
+        while self.in_flight:
+            self._settle_oldest()
+
+    # ------------------------------------------------------------------------------ main call
+    def collect(self, steps: int, *, weights: tuple[int, list] | None = None, random: bool = False,
+                learner_version: int = 0) -> dict[str, Any]:
+        """Step every simulator ``steps`` times; returns this call's figures."""
+        self._offer_weights(weights)
+        start = time.perf_counter()
+        before = dict(self.totals)
+        episodes: list[dict[str, Any]] = []
+        for _ in range(steps):
+            self._poll_weights()
+            chunks, done = self.loop.step(1, random=random)
+            episodes += done
+            if chunks:
+                self._push(chunks)
+        seconds = time.perf_counter() - start
+        env_steps = steps * self.envs.num_envs
+        delta = {k: v - before.get(k, 0) for k, v in self.totals.items()}
+        return {"runner_id": self.runner_id, "env_steps": env_steps, "seconds": seconds,
+                "frames_per_second": env_steps / max(seconds, 1e-9), "episodes": episodes,
+                "policy_version": self.policy.version, "pid": os.getpid(), "node_id": self.node, "staleness": max(0, learner_version - self.policy.version),
+                "in_flight": len(self.in_flight), **{k: float(v) for k, v in delta.items()}}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def node_id(self) -> str:
+        return self.node
+
+    def close(self) -> None:
+        self.flush()
+        self.loop.close()
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+
+
+def remote_runner(cfg, runner_id: int, replay, **options: Any):
+    """Start an ``EnvRunner`` Ray actor that restarts after a crash (its constructor runs again:
+    fresh simulators and recurrent states, same runner id and shard)."""
+    import ray
+
+    opts = {"max_restarts": cfg.ray.max_restarts, "max_task_retries": -1, "num_cpus": cfg.ray.runner_cpus}
+    opts.update(options)
+    return ray.remote(EnvRunner).options(**opts).remote(cfg, runner_id, replay)

@@ -1,0 +1,157 @@
+"""``LearnerWorker``: the learner as a Ray actor that samples from the replay service while it computes.
+
+A background thread keeps ``prefetch`` batches ready (``ReplayClient.sample``: one msgpack call
+per shard, decoded here); ``train(seconds)`` runs updates on them for about ``seconds`` and
+returns averaged metrics plus the newest policy weights as ``(version, [ObjectRef])``, published
+with ``ray.put`` every ``publish_every`` updates (the version is the update count). The actor
+asks for a GPU when the cluster has one (``remote_learner``) and sets its torch threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+
+class LearnerWorker:
+    """Args:
+        cfg: the training config.
+        spaces: model spaces.
+        replay: a ``ReplayClient``.
+        checkpoint: a ``learner.pt`` to restore from, if any.
+    """
+
+    def __init__(self, cfg, spaces, replay, checkpoint: str | None = None):
+        import torch
+
+        from recore_dist.learner import Learner
+
+        torch.set_num_threads(cfg.learner.threads or cfg.torch_threads or max(1, int(cfg.ray.learner_cpus)))
+        self.cfg, self.replay = cfg, replay
+        self.learner = Learner(cfg.learner, spaces)
+        if checkpoint and os.path.exists(checkpoint):
+            self.learner.load(checkpoint)
+        self.batches: queue.Queue = queue.Queue(maxsize=cfg.ray.prefetch)
+        self.waits = collections.Counter()
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._prefetch, daemon=True, name="prefetch")
+        self._thread.start()
+        self.weights: tuple[int, list] = (-1, [])
+        self._publish()
+
+    # ------------------------------------------------------------------------------ data
+    def _prefetch(self) -> None:
+        from recore_dist.replay.rate_limiter import RateLimited
+
+        batch_size = self.cfg.learner.batch_size
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            try:
+                batch = self.replay.sample(batch_size, timeout=self.cfg.ray.insert_timeout)
+            except RateLimited:
+                self.waits["rate_limited"] += 1
+                continue
+            except Exception as exc:  # a shard restarting: report and retry
+                self.error = f"{type(exc).__name__}: {exc}"
+                self.waits["errors"] += 1
+                time.sleep(0.5)
+                continue
+            self.waits["sample_s"] += time.perf_counter() - start
+            while not self._stop.is_set():
+                try:
+                    self.batches.put(batch, timeout=0.5)
+                    break
+                except queue.Full:
+                    pass
+
+    # ------------------------------------------------------------------------------ training
+    def _publish(self) -> None:
+        import ray
+
+        self.weights = (self.learner.updates, [ray.put(self.learner.policy_weights())])
+
+    def train(self, seconds: float) -> dict[str, Any]:
+        """Update for about ``seconds`` (at least one update if a batch arrives in that time)."""
+        start = time.perf_counter()
+        sums: dict[str, float] = collections.defaultdict(float)
+        done, starved = 0, 0.0
+        while True:
+            left = seconds - (time.perf_counter() - start)
+            if left <= 0 and done:
+                break
+            t = time.perf_counter()
+            try:
+                batch = self.batches.get(timeout=max(left, 0.05))
+            except queue.Empty:
+                starved += time.perf_counter() - t
+                if left <= 0:
+                    break
+                continue
+            starved += time.perf_counter() - t
+            metrics = self.learner.update(batch)
+            done += 1
+            for key, value in metrics.items():
+                sums[key] += value
+            if self.learner.updates % self.cfg.ray.publish_every == 0:
+                self._publish()
+        elapsed = time.perf_counter() - start
+        out = {key: value / done for key, value in sums.items()} if done else {}
+        out.update({"learner/updates": float(self.learner.updates), "perf/updates_per_second": done / elapsed,
+                    "perf/learner_starved_fraction": starved / elapsed,
+                    "perf/samples_per_second": done * self.cfg.learner.batch_size / elapsed,
+                    "learner/rate_limited_samples": float(self.waits["rate_limited"]),
+                    "learner/sample_errors": float(self.waits["errors"])})
+        return {"updates": done, "total_updates": self.learner.updates, "metrics": out, "weights": self.weights,
+                "error": self.error}
+
+    # ------------------------------------------------------------------------------ state
+    def updates(self) -> int:
+        return self.learner.updates
+
+    def latest_weights(self) -> tuple[int, list]:
+        return self.weights
+
+    def save(self, path: str) -> str:
+        self.learner.save(path)
+        return path
+
+    def param_counts(self) -> dict[str, int]:
+        return self.learner.param_counts()
+
+    def image_summaries(self) -> dict[str, np.ndarray]:
+        """Open-loop prediction grids on a fresh batch (for TensorBoard)."""
+        from recore_dist.runtime.summaries import open_loop_grids
+
+        batch = self.batches.get(timeout=60)
+        return open_loop_grids(self.learner, batch)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def learner_gpus(cfg) -> float:
+    """GPUs for the learner: the config's, or 1 when the cluster has a GPU."""
+    import ray
+
+    if cfg.ray.learner_gpus is not None:
+        return float(cfg.ray.learner_gpus)
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
+def remote_learner(cfg, spaces, replay, checkpoint: str | None, **options: Any):
+    import ray
+
+    opts = {"max_restarts": cfg.ray.max_restarts, "max_task_retries": -1, "num_cpus": cfg.ray.learner_cpus,
+            "num_gpus": learner_gpus(cfg)}
+    opts.update(options)
+    return ray.remote(LearnerWorker).options(**opts).remote(cfg, spaces, replay, checkpoint)

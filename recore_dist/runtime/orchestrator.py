@@ -1,0 +1,384 @@
+"""``Orchestrator``: the driver of the Ray runtime (``runner: ray``).
+
+Creates the replay shards, the learner, the evaluator and the env runners from the config, then
+runs one event loop over their outstanding calls (``ray.wait``): every finished ``collect``
+is logged and re-issued with the newest weights, every finished ``train`` publishes weights,
+the evaluator runs on a timer. Around that loop it:
+
+- places actors by resources: the learner takes ``ray.learner_gpus`` (a GPU when the cluster
+  has one), runners are spread over nodes (``SPREAD``); with ``ray.runners_per_node`` the runner
+  count follows the alive nodes, so runners come and go with cluster nodes;
+- restarts: every actor has ``max_restarts``/``max_task_retries``; the driver counts restarts
+  (a runner's process id changes) and replaces actors whose restarts ran out;
+- scales: ``recore-dist scale --logdir DIR --runners N`` writes ``DIR/control.json``, which the
+  loop reads every ``ray.control_every_s`` and adds or removes runners without a restart;
+- checkpoints every ``ray.checkpoint_every_s``: ``checkpoint/learner.pt`` + ``state.json``
+  (counters), while each shard checkpoints its replay under ``replay/`` on its own timer; a new
+  ``recore-dist train`` on the same logdir resumes all of it;
+- logs to TensorBoard: env frames/s, chunks/s, samples/s, updates/s, replay size and replay
+  ratio, weight staleness, rejected chunks, rate-limited calls, restarts, and every learner
+  metric; evaluation returns on both splits and their gap.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recore_dist import config as config_lib
+from recore_dist.logging import Logger
+from recore_dist.runtime.config import TrainConfig
+
+CONTROL_FILE = "control.json"
+CHECKPOINT = "checkpoint"
+
+
+def request_scale(logdir: str | Path, runners: int) -> Path:
+    """Ask the job running in ``logdir`` to run ``runners`` env runners (atomic file write)."""
+    if runners < 0:
+        raise ValueError(f"runners={runners} must be >= 0")
+    path = Path(logdir) / CONTROL_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"runners": int(runners), "time": time.time()}))
+    os.replace(tmp, path)
+    return path
+
+
+def init_ray(cfg: TrainConfig) -> bool:
+    """Connect to ``cfg.ray.address`` or start an embedded local Ray. Returns whether it started one."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}}
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, runtime_env=env, log_to_driver=False)
+        return False
+    ray.init(num_cpus=cfg.ray.num_cpus, runtime_env=env, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+class Orchestrator:
+    """Args:
+        cfg: the job (``cfg.ray`` holds the runtime settings).
+        progress: show a progress bar.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, progress: bool = True):
+        from recore_dist.replay.client import ReplayClient
+        from recore_dist.replay.shard import ShardConfig, remote_shard
+        from recore_dist.runtime.evaluator import remote_evaluator
+        from recore_dist.runtime.learner_worker import remote_learner
+
+        self.cfg, self.progress = cfg, progress
+        self.logdir = Path(cfg.logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.started_ray = init_ray(cfg)
+        rt, lc = cfg.ray, cfg.learner
+        self.counters: dict[str, Any] = {"env_steps": 0, "episodes": 0, "seconds": 0.0, "updates": 0,
+                                         "next_runner_id": 0, "restarts": 0}
+        state_file = self.logdir / CHECKPOINT / "state.json"
+        self.resumed = state_file.is_file()
+        if self.resumed:
+            self.counters.update(json.loads(state_file.read_text())["counters"])
+        self.spaces = _probe_spaces(cfg)
+        shard_cfg = ShardConfig(
+            capacity=max(cfg.replay.capacity // rt.shards, lc.batch_length), max_bytes=rt.max_bytes,
+            length=lc.batch_length, keys=None, chunk_length=cfg.replay.chunk_length, ratio=cfg.replay.ratio,
+            min_size=max(cfg.replay.prefill // rt.shards, lc.batch_length), tolerance=rt.tolerance,
+            max_sample=lc.batch_size, max_insert_chunks=rt.envs_per_runner, timeout=rt.insert_timeout,
+            checkpoint_dir=str(self.logdir / "replay"), checkpoint_every_s=rt.shard_checkpoint_every_s,
+            seed=cfg.seed)
+        self.shards = [remote_shard(shard_cfg, i) for i in range(rt.shards)]
+        self.replay = ReplayClient(self.shards, seed=cfg.seed)
+        learner_ckpt = self.logdir / CHECKPOINT / "learner.pt"
+        self.learner = remote_learner(cfg, self.spaces, self.replay, str(learner_ckpt) if self.resumed else None)
+        self.evaluator = remote_evaluator(cfg, self.spaces)
+        self.runners: dict[int, Any] = {}
+        self.runner_pids: dict[int, int] = {}
+        self.runner_info: dict[int, collections.Counter] = {}
+        self.runner_nodes: dict[int, str] = {}
+        self.weights: tuple[int, list] | None = None
+        self.stats = collections.Counter()
+        self.target_runners = rt.runners
+
+    # ------------------------------------------------------------------------------ runners
+    def _add_runner(self) -> int:
+        from recore_dist.runtime.env_runner import remote_runner
+
+        runner_id = self.counters["next_runner_id"]
+        self.counters["next_runner_id"] += 1
+        self.runners[runner_id] = remote_runner(self.cfg, runner_id, self.replay, scheduling_strategy="SPREAD")
+        return runner_id
+
+    def _remove_runner(self, runner_id: int) -> None:
+        import ray
+
+        actor = self.runners.pop(runner_id)
+        self.runner_pids.pop(runner_id, None)
+        ray.kill(actor, no_restart=True)
+
+    def _desired_runners(self) -> int:
+        import ray
+
+        per_node = self.cfg.ray.runners_per_node
+        if per_node > 0:
+            nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+            return per_node * len(nodes)
+        return self.target_runners
+
+    def _read_control(self) -> None:
+        path = self.logdir / CONTROL_FILE
+        if path.is_file():
+            try:
+                self.target_runners = int(json.loads(path.read_text())["runners"])
+            except (ValueError, KeyError, TypeError) as exc:
+                self.stats["control_errors"] += 1
+                print(f"recore-dist: ignoring malformed {path}: {exc}")
+
+    # ------------------------------------------------------------------------------ checkpoint
+    def checkpoint(self) -> Path:
+        """Learner state + counters, atomically (``checkpoint.tmp`` renamed over ``checkpoint``); the
+        shards checkpoint their replay contents alongside (without stopping inserts)."""
+        import ray
+
+        final, tmp = self.logdir / CHECKPOINT, self.logdir / f"{CHECKPOINT}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        shard_refs = [s.checkpoint.remote() for s in self.shards]
+        ray.get(self.learner.save.remote(str(tmp / "learner.pt")))
+        self.counters["seconds"] = time.perf_counter() - self._started
+        (tmp / "state.json").write_text(json.dumps({"counters": self.counters}, indent=2))
+        config_lib.save(self.cfg, tmp / "config.yaml")
+        ray.get(shard_refs)
+        old = self.logdir / f"{CHECKPOINT}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    # ------------------------------------------------------------------------------ main loop
+    def run(self, *, max_seconds: float | None = None) -> dict[str, Any]:
+        import ray
+        from tqdm import tqdm
+
+        cfg, rt, counters = self.cfg, self.cfg.ray, self.counters
+        config_lib.save(cfg, self.logdir / "config.yaml")
+        logger = Logger(self.logdir)
+        bar = tqdm(total=cfg.env_steps, initial=counters["env_steps"], unit="step", disable=not self.progress,
+                   desc="train (ray)", dynamic_ncols=True)
+        self._started = time.perf_counter() - counters["seconds"]
+        deadline = time.perf_counter() + max_seconds if max_seconds else float("inf")
+        pending: dict[Any, tuple[str, int]] = {}
+        recent: collections.deque = collections.deque(maxlen=20)
+        window = collections.Counter()
+        window_start = time.perf_counter()
+        last = {"checkpoint": time.perf_counter(), "eval": time.perf_counter(), "control": 0.0}
+        final_eval: dict[str, float] = {}
+        self._read_control()
+        try:
+            for _ in range(self._desired_runners()):
+                self._add_runner()
+            pending[self.learner.train.remote(rt.train_seconds)] = ("learner", 0)
+            while counters["env_steps"] < cfg.env_steps and time.perf_counter() < deadline:
+                self._submit_idle_runners(pending)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=rt.control_every_s)
+                for ref in ready:
+                    kind, ident = pending.pop(ref)
+                    if kind == "runner":
+                        self._on_runner(ref, ident, logger, window, recent, bar)
+                    elif kind == "learner":
+                        self._on_learner(ref, logger, window)
+                        pending[self.learner.train.remote(rt.train_seconds)] = ("learner", 0)
+                    elif kind == "eval":
+                        self._on_eval(ref, logger)
+                now = time.perf_counter()
+                if now - last["control"] >= rt.control_every_s:
+                    last["control"] = now
+                    self._rescale(pending)
+                    elapsed = now - window_start
+                    if elapsed >= 5.0:
+                        self._log_throughput(logger, window, elapsed)
+                        window.clear()
+                        window_start = now
+                if rt.eval_every_s and now - last["eval"] >= rt.eval_every_s and self.weights \
+                        and not any(k == "eval" for k, _ in pending.values()):
+                    last["eval"] = now
+                    pending[self.evaluator.evaluate_ref.remote(*self.weights)] = ("eval", 0)
+                if rt.checkpoint_every_s and now - last["checkpoint"] >= rt.checkpoint_every_s:
+                    last["checkpoint"] = now
+                    self.checkpoint()
+                bar.set_postfix(upd=counters["updates"], runners=len(self.runners),
+                                ret=f"{np.mean(recent):.1f}" if recent else "-", refresh=False)
+            for ref, (kind, ident) in list(pending.items()):  # let calls finish; log what they did
+                try:
+                    if kind == "runner":
+                        self._on_runner(ref, ident, logger, window, recent, bar)
+                    elif kind == "learner":
+                        self._on_learner(ref, logger, window)
+                except Exception as exc:  # noqa: BLE001 - shutting down
+                    print(f"recore-dist: {kind} call lost at shutdown: {exc}")
+            pending.clear()
+            if self.weights:
+                final_eval = ray.get(self.evaluator.evaluate_ref.remote(*self.weights))
+                logger.scalars(final_eval, counters["env_steps"])
+            self.checkpoint()
+        finally:
+            bar.close()
+            logger.close()
+        replay = self.replay.stats()
+        summary = {"runner": "ray", "env_steps": counters["env_steps"], "updates": counters["updates"],
+                   "episodes": counters["episodes"], "seconds": time.perf_counter() - self._started,
+                   "train_return_recent": float(np.mean(recent)) if recent else None,
+                   "runners": len(self.runners), "restarts": counters["restarts"],
+                   "replay_steps": sum(s["replay/steps"] for s in replay),
+                   "replay_rejected_chunks": sum(s["replay/rejected_chunks"] for s in replay),
+                   "runner_info": {str(k): {**v, "node_id": self.runner_nodes.get(k)} for k, v in self.runner_info.items()},
+                   **final_eval, "logdir": str(self.logdir), "resumed": self.resumed}
+        (self.logdir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def _submit_idle_runners(self, pending: dict) -> None:
+        busy = {ident for kind, ident in pending.values() if kind == "runner"}
+        random = self.counters["env_steps"] < self.cfg.replay.prefill
+        for runner_id, actor in self.runners.items():
+            if runner_id not in busy:
+                ref = actor.collect.remote(self.cfg.ray.collect_steps, weights=self.weights, random=random,
+                                           learner_version=self.counters["updates"])
+                pending[ref] = ("runner", runner_id)
+
+    def _rescale(self, pending: dict) -> None:
+        self._read_control()
+        want = self._desired_runners()
+        while len(self.runners) < want:
+            self._add_runner()
+        while len(self.runners) > want:
+            victim = max(self.runners)
+            for ref, (kind, ident) in list(pending.items()):
+                if kind == "runner" and ident == victim:
+                    pending.pop(ref)
+            self._remove_runner(victim)
+
+    # ------------------------------------------------------------------------------ results
+    def _on_runner(self, ref, runner_id: int, logger: Logger, window, recent, bar) -> None:
+        import ray
+
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:  # restarts exhausted (or the node is gone)
+            self.stats["runner_failures"] += 1
+            print(f"recore-dist: env runner {runner_id} failed ({type(exc).__name__}); replacing it")
+            if runner_id in self.runners:
+                self._remove_runner(runner_id)
+                self._add_runner()
+            return
+        if runner_id not in self.runners:
+            return  # removed by a scale-down while its call ran
+        pid = out["pid"]
+        if self.runner_pids.get(runner_id, pid) != pid:
+            self.counters["restarts"] += 1
+        self.runner_pids[runner_id] = pid
+        info = self.runner_info.setdefault(runner_id, collections.Counter())
+        info["chunks_acked"] += out.get("chunks_acked", 0.0)
+        info["collects"] += 1
+        info["policy_version"] = out["policy_version"]
+        info["first_version"] = info.get("first_version", out["policy_version"])
+        self.runner_nodes[runner_id] = out["node_id"]
+        self.counters["env_steps"] += out["env_steps"]
+        window["env_steps"] += out["env_steps"]
+        for key in ("chunks", "bytes", "chunks_refused", "rate_limited", "push_wait_s"):
+            window[key] += out.get(key, 0.0)
+        window["staleness_sum"] += out["staleness"]
+        window["staleness_n"] += 1
+        step = self.counters["env_steps"]
+        for ep in out["episodes"]:
+            self.counters["episodes"] += 1
+            recent.append(ep["return"])
+            logger.scalars({"train/return": ep["return"], "train/length": ep["length"]}, step)
+        bar.update(out["env_steps"])
+
+    def _on_learner(self, ref, logger: Logger, window) -> None:
+        import ray
+
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            self.stats["learner_failures"] += 1
+            print(f"recore-dist: learner call failed ({type(exc).__name__}); it restarts from its checkpoint")
+            return
+        self.counters["updates"] = out["total_updates"]
+        window["updates"] += out["updates"]
+        if out["weights"][1]:
+            self.weights = out["weights"]
+        if out["metrics"]:
+            logger.scalars(out["metrics"], self.counters["env_steps"])
+
+    def _on_eval(self, ref, logger: Logger) -> None:
+        import ray
+
+        try:
+            logger.scalars(ray.get(ref), self.counters["env_steps"])
+        except ray.exceptions.RayActorError:
+            self.stats["eval_failures"] += 1
+
+    def _log_throughput(self, logger: Logger, window, elapsed: float) -> None:
+        replay = self.replay.stats()
+        inserted = sum(s["limiter/inserted_steps"] for s in replay)
+        sampled = sum(s["limiter/sampled_steps"] for s in replay)
+        values = {
+            "perf/env_steps_per_second": window["env_steps"] / elapsed,
+            "perf/chunks_per_second": window["chunks"] / elapsed,
+            "perf/push_megabytes_per_second": window["bytes"] / elapsed / 1e6,
+            "perf/updates_per_second": window["updates"] / elapsed,
+            "perf/samples_per_second": window["updates"] * self.cfg.learner.batch_size / elapsed,
+            "runtime/runners": float(len(self.runners)),
+            "runtime/restarts": float(self.counters["restarts"]),
+            "runtime/weight_staleness": window["staleness_sum"] / max(window["staleness_n"], 1),
+            "runtime/rate_limited_inserts": window["rate_limited"],
+            "runtime/push_wait_seconds": window["push_wait_s"],
+            "replay/steps": sum(s["replay/steps"] for s in replay),
+            "replay/rejected_chunks": sum(s["replay/rejected_chunks"] + s["replay/rejected_payloads"] for s in replay),
+            "replay/ratio": sampled / inserted if inserted else 0.0,
+            "replay/shard_restores": sum(s["replay/restores"] for s in replay),
+        }
+        logger.scalars(values, self.counters["env_steps"])
+        logger.flush()
+
+    def close(self) -> None:
+        import ray
+
+        for actor in [*self.runners.values(), self.learner, self.evaluator, *self.shards]:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if self.started_ray:
+            ray.shutdown()
+
+
+def _probe_spaces(cfg: TrainConfig):
+    from recore_dist.runtime.local import make_envs, spaces_of
+
+    envs = make_envs(cfg, "train", 1, cfg.seed)
+    try:
+        return spaces_of(envs)
+    finally:
+        envs.close()
+
+
+def train(cfg: TrainConfig, *, progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
+    """Run the Ray runtime to completion (resuming from ``cfg.logdir`` if it has a checkpoint)."""
+    orchestrator = Orchestrator(cfg, progress=progress)
+    try:
+        return orchestrator.run(max_seconds=max_seconds)
+    finally:
+        orchestrator.close()

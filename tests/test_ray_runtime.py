@@ -1,0 +1,266 @@
+"""The Ray runtime on a real local Ray: shards, runners, learner, orchestrator; faults and scaling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recore_dist import config as config_lib
+from recore_dist.data import ChunkFormatError, encode_chunks
+from recore_dist.runtime.config import TrainConfig
+from tests.learner_utils import TINY_MODEL
+from tests.test_replay import stream
+
+pytestmark = pytest.mark.slow
+
+
+def ray_config(logdir: Path, **ray_overrides) -> TrainConfig:
+    rt = {"runners": 2, "envs_per_runner": 2, "shards": 2, "collect_steps": 8, "train_seconds": 1.0,
+          "checkpoint_every_s": 5, "shard_checkpoint_every_s": 2, "eval_every_s": 20, "runner_cpus": 1,
+          "learner_cpus": 1, "insert_timeout": 5.0}
+    rt.update(ray_overrides)
+    return config_lib.from_dict(TrainConfig, {
+        "logdir": str(logdir), "env_steps": 100_000, "runner": "ray",
+        "env": {"name": "dmc:cartpole-swingup", "size": 32, "interventions": "colour,background"},
+        "replay": {"capacity": 20_000, "chunk_length": 16, "prefill": 64, "ratio": 32},
+        "learner": {"model": dict(TINY_MODEL), "batch_size": 4, "batch_length": 8, "behavior": {"horizon": 4},
+                    "device": "cpu", "threads": 1},
+        "eval": {"every": 0, "episodes": 1, "num_envs": 1}, "ray": rt})
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    from recore_dist.envs.gl import ensure_mujoco_gl
+
+    ensure_mujoco_gl()
+    ray.init(num_cpus=12, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"MUJOCO_GL": os.environ["MUJOCO_GL"], "OMP_NUM_THREADS": "1"}})
+    yield ray
+    ray.shutdown()
+
+
+def _tags(logdir: Path) -> dict[str, list]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
+
+
+def _run_in_thread(orchestrator, seconds: float) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["summary"] = orchestrator.run(max_seconds=seconds)
+        except BaseException as exc:  # pragma: no cover - surfaced by the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, out
+
+
+# ------------------------------------------------------------------------------------------ components
+def test_shard_actor_rejects_malformed_chunks_and_survives_sigkill(ray_cluster, tmp_path):
+    """A shard on Ray: malformed payloads raise ChunkFormatError and change nothing; after SIGKILL it
+    restarts from its last checkpoint, losing exactly what was inserted after that checkpoint."""
+    ray = ray_cluster
+    from recore_dist.data.batch import decode_batch
+    from recore_dist.replay.shard import ShardConfig, remote_shard
+
+    cfg = ShardConfig(capacity=1000, length=3, chunk_length=4, ratio=float("inf"), min_size=0,
+                      checkpoint_dir=str(tmp_path), max_sample=8, max_insert_chunks=4)
+    shard = remote_shard(cfg, 0)
+    ray.get(shard.insert.remote(encode_chunks(stream(0, 5, 4))))
+    with pytest.raises(ChunkFormatError):
+        ray.get(shard.insert.remote(b"\x92\xc4\x03abc\xc4\x01x"))
+    stats = ray.get(shard.stats.remote())
+    assert stats["replay/steps"] == 20 and stats["replay/rejected_payloads"] == 1
+    ray.get(shard.checkpoint.remote())
+    ray.get(shard.insert.remote(encode_chunks(stream(0, 3, 4, seq0=5, step0=20))))  # after the checkpoint
+    assert ray.get(shard.size.remote()) == 32
+    pid = ray.get(shard.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 60
+    while True:
+        try:
+            if ray.get(shard.pid.remote(), timeout=10) != pid:
+                break
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            pass
+        assert time.time() < deadline, "shard did not restart"
+        time.sleep(0.5)
+    stats = ray.get(shard.stats.remote())
+    assert stats["replay/restores"] == 1 and stats["replay/steps"] == 20  # the 12 steps after it are lost
+    assert stats["replay/rejected_payloads"] == 1  # counters come back with the data
+    batch = decode_batch(ray.get(shard.sample.remote(4)))
+    assert batch["image"].shape[:2] == (4, 3)
+    ray.kill(shard, no_restart=True)
+
+
+def test_env_runner_pushes_msgpack_chunks_and_loads_weights(ray_cluster, tmp_path):
+    ray = ray_cluster
+    from recore_dist.learner import Learner
+    from recore_dist.replay.client import ReplayClient
+    from recore_dist.replay.shard import ShardConfig, remote_shard
+    from recore_dist.runtime.env_runner import remote_runner
+    from recore_dist.runtime.orchestrator import _probe_spaces
+
+    cfg = ray_config(tmp_path)
+    shards = [remote_shard(ShardConfig(capacity=5000, length=8, chunk_length=16, ratio=float("inf"), min_size=0,
+                                       max_sample=4, max_insert_chunks=2), i) for i in range(2)]
+    client = ReplayClient(shards)
+    runners = [remote_runner(cfg, i, client) for i in range(2)]
+    learner = Learner(cfg.learner, _probe_spaces(cfg))
+    weights = (7, [ray.put(learner.policy_weights())])
+    outs = ray.get([r.collect.remote(40, weights=weights, random=False, learner_version=9) for r in runners])
+    for runner_id, out in enumerate(outs):
+        assert out["runner_id"] == runner_id and out["env_steps"] == 80
+        assert out["policy_version"] == 7 and out["staleness"] == 2 and out["weight_updates"] == 1
+        assert out["chunks"] == 4  # 2 simulators x 2 full 16-row chunks (40 steps)
+    ray.get([r.flush.remote() for r in runners])
+    sizes = client.sizes(fresh=True)
+    assert list(sizes) == [64, 64]  # runner i -> shard i
+    batch = client.sample(6)
+    assert batch["image"].shape == (6, 8, 32, 32, 3) and batch["depth"].shape[:2] == (6, 8)
+    for actor in (*runners, *shards):
+        ray.kill(actor, no_restart=True)
+
+
+# ------------------------------------------------------------------------------------------ orchestrator
+def test_trains_end_to_end_logs_checkpoints_and_resumes(ray_cluster, tmp_path):
+    from recore_dist.runtime.orchestrator import Orchestrator
+
+    logdir = tmp_path / "run"
+    cfg = ray_config(logdir)
+    cfg.env_steps = 600
+    orch = Orchestrator(cfg, progress=False)
+    try:
+        first = orch.run()
+    finally:
+        orch.close()
+    assert first["env_steps"] >= 600 and first["updates"] > 0 and not first["resumed"]
+    assert "eval_policy_heldout/return" in first and "eval/generalization_gap" in first
+    assert (logdir / "checkpoint" / "learner.pt").is_file() and (logdir / "replay" / "shard-1" / "LATEST").is_file()
+    tags = _tags(logdir)
+    for tag in ("perf/env_steps_per_second", "perf/chunks_per_second", "perf/samples_per_second",
+                "perf/updates_per_second", "replay/steps", "replay/ratio", "runtime/weight_staleness",
+                "replay/rejected_chunks", "runtime/restarts", "loss/contrastive", "loss/depth", "ac/return"):
+        assert tag in tags, tag
+    ratio = tags["replay/ratio"][-1].value
+    assert 0 < ratio <= 32 * 1.5  # the rate limiter holds replayed / inserted steps near 32
+    state = json.loads((logdir / "checkpoint" / "state.json").read_text())["counters"]
+    assert state["env_steps"] == first["env_steps"] and state["updates"] == first["updates"]
+    cfg2 = ray_config(logdir)
+    cfg2.env_steps = first["env_steps"] + 64
+    orch = Orchestrator(cfg2, progress=False)
+    try:
+        assert orch.resumed
+        second = orch.run()
+    finally:
+        orch.close()
+    assert second["resumed"] and second["env_steps"] >= first["env_steps"] + 64
+    assert second["updates"] >= first["updates"] and second["replay_steps"] >= first["replay_steps"]
+
+
+def test_sigkill_env_runner_mid_run_restarts_and_training_continues(ray_cluster, tmp_path):
+    ray = ray_cluster
+    from recore_dist.runtime.orchestrator import Orchestrator
+
+    orch = Orchestrator(ray_config(tmp_path / "run"), progress=False)
+    try:
+        thread, out = _run_in_thread(orch, 70)
+        deadline = time.time() + 60
+        while not (orch.runner_pids and orch.counters["updates"] > 0):
+            assert time.time() < deadline, "no update within 60 s"
+            time.sleep(0.5)
+        victim = min(orch.runner_pids)
+        pid = orch.runner_pids[victim]
+        before = sum(ray.get([s.size.remote() for s in orch.shards]))
+        updates = orch.counters["updates"]
+        os.kill(pid, signal.SIGKILL)
+        thread.join()
+    finally:
+        orch.close()
+    assert "error" not in out, out.get("error")
+    summary = out["summary"]
+    assert summary["restarts"] >= 1 and orch.runner_pids[victim] != pid
+    assert summary["updates"] > updates  # training went on
+    assert summary["replay_steps"] >= before  # the replay kept everything it had
+
+
+def test_scale_runners_while_running(ray_cluster, tmp_path):
+    from recore_dist.runtime.orchestrator import Orchestrator, request_scale
+
+    logdir = tmp_path / "run"
+    orch = Orchestrator(ray_config(logdir, runners=1), progress=False)
+    seen = []
+    try:
+        thread, out = _run_in_thread(orch, 60)
+        deadline = time.time() + 40
+        while len(orch.runner_pids) < 1:
+            assert time.time() < deadline
+            time.sleep(0.5)
+        seen.append(len(orch.runners))
+        request_scale(logdir, 3)
+        while len(orch.runner_pids) < 3:
+            assert time.time() < deadline, f"scale-up not seen: {orch.runner_pids}"
+            time.sleep(0.5)
+        seen.append(len(orch.runners))
+        request_scale(logdir, 2)
+        while len(orch.runners) != 2:
+            assert time.time() < deadline
+            time.sleep(0.5)
+        seen.append(len(orch.runners))
+        thread.join()
+    finally:
+        orch.close()
+    assert "error" not in out, out.get("error")
+    assert seen == [1, 3, 2] and out["summary"]["runners"] == 2
+
+
+def test_killed_driver_resumes_with_the_same_counters(ray_cluster, tmp_path):
+    """SIGKILL the driver (``recore-dist train`` joined to this Ray cluster); a new run on the same
+    logdir resumes from the last checkpoint: same counters, learner and replay."""
+    ray = ray_cluster
+    logdir = tmp_path / "run"
+    cfg = ray_config(logdir, checkpoint_every_s=3, address=ray.get_runtime_context().gcs_address)
+    cfg.env_steps = 100_000
+    config_lib.save(cfg, tmp_path / "cfg.yaml")
+    cmd = [sys.executable, "-m", "recore_dist.cli", "train", "--config", str(tmp_path / "cfg.yaml"), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    state_file = logdir / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while not (state_file.is_file() and json.loads(state_file.read_text())["counters"]["updates"] > 0):
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint with updates"
+        time.sleep(1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = json.loads(state_file.read_text())["counters"]
+    from recore_dist.runtime.orchestrator import Orchestrator
+
+    cfg2 = ray_config(logdir)
+    cfg2.env_steps = saved["env_steps"] + 32
+    orch = Orchestrator(cfg2, progress=False)
+    try:
+        assert orch.resumed and orch.counters["env_steps"] == saved["env_steps"]
+        assert ray.get(orch.learner.updates.remote()) == saved["updates"]
+        summary = orch.run()
+    finally:
+        orch.close()
+    assert summary["resumed"] and summary["env_steps"] >= saved["env_steps"] + 32
+    assert summary["updates"] >= saved["updates"]
+    assert np.isfinite(summary["replay_steps"]) and summary["replay_steps"] > 0
