@@ -32,14 +32,17 @@ def _free_port() -> int:
 
 class LocalCluster:
     """A two-node Ray cluster on this machine: ``ray start --head`` and ``ray start --address``,
-    each ``--block``ing in its own process group (stopped by signalling the group)."""
+    each ``--block``ing in its own process group (stopped by signalling the group). Nodes listen
+    on 127.0.0.1 only, with token authentication off."""
 
     def __init__(self, cpus_per_node: int = 2, nodes: int = 2):
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.tmp = tempfile.mkdtemp(prefix="recore-ray-")
         ray_bin = str(Path(sys.executable).with_name("ray"))
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # Loopback-only test cluster: token authentication (on by default since Ray 2.60) is turned
+        # off for its nodes, so drivers on this machine connect without a token.
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         self.procs = [subprocess.Popen(
             [ray_bin, "start", "--head", f"--port={self.port}", f"--num-cpus={cpus_per_node}", "--num-gpus=0",
              "--include-dashboard=false", "--node-ip-address=127.0.0.1", f"--temp-dir={self.tmp}", "--block"],

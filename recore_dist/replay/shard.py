@@ -4,8 +4,11 @@ A plain class that runs in-process or as a threaded Ray actor (``remote_shard``)
 as msgpack bytes (``encode_chunks``) and are decoded and validated before they touch the store;
 samples leave as msgpack bytes (``encode_batch``). Nothing here unpickles payloads.
 
-Concurrency: calls may run on several threads (a Ray actor with ``max_concurrency > 1``). One
-lock guards the store; decoding, encoding and disk writes happen outside it. A checkpoint holds
+Concurrency: calls run on several threads (a threaded Ray actor). Inserts and samples have
+their own concurrency groups, so calls waiting on the rate limiter never occupy the threads that
+``stats`` / ``size`` / ``checkpoint`` (and the other side's calls) need: a full set of blocked
+inserts cannot starve the learner's samples that would unblock them. One lock guards the
+store; decoding, encoding and disk writes happen outside it. A checkpoint holds
 the lock only to snapshot the bookkeeping and then for one piece of rows at a time (see
 ``SaveJob``), so inserts and samples go on while it is written.
 
@@ -25,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import ray
 
 from recore_dist.data.batch import encode_batch
 from recore_dist.data.chunk import ChunkFormatError, decode_chunks
@@ -99,6 +104,7 @@ class ReplayShard:
             threading.Thread(target=self._timer, daemon=True, name=f"shard{shard_id}-ckpt").start()
 
     # ------------------------------------------------------------------------------ data
+    @ray.method(concurrency_group="insert")
     def insert(self, payload: bytes, timeout: float | None = None) -> dict[str, int]:
         """Decode, validate and store a batch of chunks.
 
@@ -131,6 +137,7 @@ class ReplayShard:
                                    f"{len(chunks) - len(errors)} stored; first: {errors[0]}")
         return {"chunks": len(chunks), "steps": steps}
 
+    @ray.method(concurrency_group="sample")
     def sample(self, batch_size: int, timeout: float | None = None) -> bytes:
         """``batch_size`` windows as ``encode_batch`` bytes.
 
@@ -242,11 +249,11 @@ class ReplayShard:
         self._stop.set()
 
 
-def remote_shard(cfg: ShardConfig, shard_id: int, *, max_concurrency: int = 8, **options: Any):
+def remote_shard(cfg: ShardConfig, shard_id: int, *, inserts: int = 16, samples: int = 4, **options: Any):
     """Start ``ReplayShard`` as a threaded Ray actor that restarts (from its last checkpoint) when
-    its process dies; calls in flight at the crash are retried."""
-    import ray
-
-    opts = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0, "max_concurrency": max_concurrency}
+    its process dies; calls in flight at the crash are retried. ``inserts`` / ``samples`` threads
+    serve those calls; 4 more serve the rest."""
+    opts = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
     opts.update(options)
-    return ray.remote(ReplayShard).options(**opts).remote(cfg, shard_id)
+    actor = ray.remote(concurrency_groups={"insert": inserts, "sample": samples}, max_concurrency=4)(ReplayShard)
+    return actor.options(**opts).remote(cfg, shard_id)

@@ -10,8 +10,8 @@ steps the vector ``steps`` times and returns throughput, episode returns and wei
   oldest), never per step. A SIGKILL loses the unfinished chunk of each simulator plus calls
   not yet accepted.
 - Weights arrive as ``(version, [ObjectRef])`` with each ``collect`` call; a newer version is
-  fetched in the background (``ray.wait(..., timeout=0)`` polls once per step) and loaded
-  between two steps, so stepping never blocks on it.
+  fetched by a background thread (from whichever node holds it) and loaded between two steps, so
+  stepping never blocks on it.
 - Refused chunks (``ChunkFormatError``) are counted and dropped, never retried; rate-limited
   inserts (``RateLimited``) are re-sent.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 import time
 from typing import Any
 
@@ -60,26 +61,40 @@ class EnvRunner:
 
     # ------------------------------------------------------------------------------ weights
     def _offer_weights(self, weights: tuple[int, list] | None) -> None:
+        """Start fetching ``weights`` in a background thread if they are newer than the policy's
+        (and than a fetch already running); the object may live on another node."""
         if weights is None:
             return
         version, (ref,) = weights
-        if version > self.policy.version and (self.pending_weights is None or version > self.pending_weights[0]):
-            self.pending_weights = (version, ref)
+        if version <= self.policy.version or (self.pending_weights is not None and version <= self.pending_weights[0]):
+            return
+        box: dict[str, Any] = {}
+
+        def fetch() -> None:
+            import ray
+
+            try:
+                box["weights"] = ray.get(ref, timeout=120)
+            except Exception as exc:  # the owner (learner) died, or the fetch timed out
+                box["error"] = exc
+
+        thread = threading.Thread(target=fetch, daemon=True, name="weights")
+        thread.start()
+        self.pending_weights = (version, (thread, box))
 
     def _poll_weights(self) -> None:
+        """Load fetched weights between two steps; never waits for a fetch."""
         if self.pending_weights is None:
             return
-        import ray
-
-        version, ref = self.pending_weights
-        ready, _ = ray.wait([ref], timeout=0)
-        if ready:
-            try:
-                self.policy.load(ray.get(ref), version)
-                self.totals["weight_updates"] += 1
-            except Exception:  # the owner (learner) died: keep acting with the old weights
-                self.totals["weight_errors"] += 1
-            self.pending_weights = None
+        version, (thread, box) = self.pending_weights
+        if thread.is_alive():
+            return
+        self.pending_weights = None
+        if "weights" in box:
+            self.policy.load(box["weights"], version)
+            self.totals["weight_updates"] += 1
+        else:  # keep acting with the old weights; the next collect offers the newest again
+            self.totals["weight_errors"] += 1
 
     def load_weights(self, weights: dict[str, np.ndarray], version: int) -> None:
         """Load weights directly (in-process use and tests)."""

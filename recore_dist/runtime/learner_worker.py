@@ -118,9 +118,10 @@ class LearnerWorker:
     def latest_weights(self) -> tuple[int, list]:
         return self.weights
 
-    def save(self, path: str) -> str:
+    def save(self, path: str) -> int:
+        """Write the learner state; returns the update count it holds."""
         self.learner.save(path)
-        return path
+        return self.learner.updates
 
     def param_counts(self) -> dict[str, int]:
         return self.learner.param_counts()
@@ -129,7 +130,10 @@ class LearnerWorker:
         """Open-loop prediction grids on a fresh batch (for TensorBoard)."""
         from recore_dist.runtime.summaries import open_loop_grids
 
-        batch = self.batches.get(timeout=60)
+        try:
+            batch = self.batches.get(timeout=1.0)
+        except queue.Empty:  # no data yet: nothing to show
+            return {}
         return open_loop_grids(self.learner, batch)
 
     def pid(self) -> int:

@@ -145,19 +145,41 @@ class Orchestrator:
 
     # ------------------------------------------------------------------------------ checkpoint
     def checkpoint(self) -> Path:
-        """Learner state + counters, atomically (``checkpoint.tmp`` renamed over ``checkpoint``); the
-        shards checkpoint their replay contents alongside (without stopping inserts)."""
+        """Learner state + counters, atomically (``checkpoint.tmp`` renamed over ``checkpoint``),
+        and a checkpoint of every replay shard; waits for all of it (used at the end)."""
+        import ray
+
+        shard_refs = [s.checkpoint.remote() for s in self.shards]
+        path = self._finish_checkpoint(self._start_checkpoint(shards=False))
+        ray.get(shard_refs)
+        return path
+
+    def _start_checkpoint(self, *, shards: bool = True):
+        """Start the learner's save into ``checkpoint.tmp`` (and, by default, a shard checkpoint,
+        written by each shard's own thread); returns the save call's ref. The driver loop goes on
+        while they write; ``_finish_checkpoint`` completes it."""
+        tmp = self.logdir / f"{CHECKPOINT}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if shards:
+            for shard in self.shards:
+                shard.checkpoint.remote()
+        self._checkpoint_counters = dict(self.counters)
+        return self.learner.save.remote(str(tmp / "learner.pt"))
+
+    def _finish_checkpoint(self, ref) -> Path:
         import ray
 
         final, tmp = self.logdir / CHECKPOINT, self.logdir / f"{CHECKPOINT}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        shard_refs = [s.checkpoint.remote() for s in self.shards]
-        ray.get(self.learner.save.remote(str(tmp / "learner.pt")))
-        self.counters["seconds"] = time.perf_counter() - self._started
-        (tmp / "state.json").write_text(json.dumps({"counters": self.counters}, indent=2))
+        try:
+            updates = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            print(f"recore-dist: learner save failed ({type(exc).__name__}); keeping the previous checkpoint")
+            return final
+        counters = {**self._checkpoint_counters, "updates": updates,
+                    "seconds": time.perf_counter() - self._started}
+        (tmp / "state.json").write_text(json.dumps({"counters": counters}, indent=2))
         config_lib.save(self.cfg, tmp / "config.yaml")
-        ray.get(shard_refs)
         old = self.logdir / f"{CHECKPOINT}.old"
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
@@ -201,6 +223,10 @@ class Orchestrator:
                         pending[self.learner.train.remote(rt.train_seconds)] = ("learner", 0)
                     elif kind == "eval":
                         self._on_eval(ref, logger)
+                    elif kind == "save":
+                        self._finish_checkpoint(ref)
+                    elif kind == "images":
+                        self._on_images(ref, logger)
                 now = time.perf_counter()
                 if now - last["control"] >= rt.control_every_s:
                     last["control"] = now
@@ -214,20 +240,14 @@ class Orchestrator:
                         and not any(k == "eval" for k, _ in pending.values()):
                     last["eval"] = now
                     pending[self.evaluator.evaluate_ref.remote(*self.weights)] = ("eval", 0)
-                if rt.checkpoint_every_s and now - last["checkpoint"] >= rt.checkpoint_every_s:
+                if rt.checkpoint_every_s and now - last["checkpoint"] >= rt.checkpoint_every_s \
+                        and not any(k in ("save", "images") for k, _ in pending.values()):
                     last["checkpoint"] = now
-                    self.checkpoint()
+                    pending[self._start_checkpoint()] = ("save", 0)
+                    pending[self.learner.image_summaries.remote()] = ("images", 0)
                 bar.set_postfix(upd=counters["updates"], runners=len(self.runners),
                                 ret=f"{np.mean(recent):.1f}" if recent else "-", refresh=False)
-            for ref, (kind, ident) in list(pending.items()):  # let calls finish; log what they did
-                try:
-                    if kind == "runner":
-                        self._on_runner(ref, ident, logger, window, recent, bar)
-                    elif kind == "learner":
-                        self._on_learner(ref, logger, window)
-                except Exception as exc:  # noqa: BLE001 - shutting down
-                    print(f"recore-dist: {kind} call lost at shutdown: {exc}")
-            pending.clear()
+            self._drain(pending, logger, window, recent, bar)
             if self.weights:
                 final_eval = ray.get(self.evaluator.evaluate_ref.remote(*self.weights))
                 logger.scalars(final_eval, counters["env_steps"])
@@ -246,6 +266,37 @@ class Orchestrator:
                    **final_eval, "logdir": str(self.logdir), "resumed": self.resumed}
         (self.logdir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def _drain(self, pending: dict, logger: Logger, window, recent, bar) -> None:
+        """Let the runners' last ``collect`` calls finish and log them. The learner keeps training
+        meanwhile: a runner whose inserts wait on the rate limiter is waiting for the learner to
+        sample, so stopping the learner first would leave it blocked."""
+        import ray
+
+        rt = self.cfg.ray
+        deadline = time.perf_counter() + 3 * rt.insert_timeout + 10 * rt.train_seconds + 30
+        while any(kind == "runner" for kind, _ in pending.values()) and time.perf_counter() < deadline:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=rt.control_every_s)
+            for ref in ready:
+                kind, ident = pending.pop(ref)
+                if kind == "runner":
+                    self._on_runner(ref, ident, logger, window, recent, bar)
+                elif kind == "learner":
+                    self._on_learner(ref, logger, window)
+                    if any(k == "runner" for k, _ in pending.values()):
+                        pending[self.learner.train.remote(rt.train_seconds)] = ("learner", 0)
+                elif kind == "eval":
+                    self._on_eval(ref, logger)
+                elif kind == "save":
+                    self._finish_checkpoint(ref)
+                elif kind == "images":
+                    self._on_images(ref, logger)
+        for ref, (kind, ident) in pending.items():
+            if kind == "runner":
+                print(f"recore-dist: env runner {ident} still busy at shutdown; its last call is dropped")
+            elif kind == "learner":
+                self._on_learner(ref, logger, window)
+        pending.clear()
 
     def _submit_idle_runners(self, pending: dict) -> None:
         busy = {ident for kind, ident in pending.values() if kind == "runner"}
@@ -329,6 +380,18 @@ class Orchestrator:
             logger.scalars(ray.get(ref), self.counters["env_steps"])
         except ray.exceptions.RayActorError:
             self.stats["eval_failures"] += 1
+
+    def _on_images(self, ref, logger: Logger) -> None:
+        """Real vs imagined frames and predicted targets (the learner's open-loop grids)."""
+        import ray
+
+        try:
+            grids = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            print(f"recore-dist: no image summaries this time ({type(exc).__name__})")
+            return
+        for tag, grid in grids.items():
+            logger.images(f"open_loop/{tag}", grid[None], self.counters["env_steps"])
 
     def _log_throughput(self, logger: Logger, window, elapsed: float) -> None:
         replay = self.replay.stats()
