@@ -26,7 +26,7 @@ def test_bench_replay_measures_both_paths():
 
 
 def test_bench_actors_measures_both_paths():
-    r = _bench("actors", "--steps", "32", "--repeats", "1", "--num-envs", "2")
+    r = _bench("actors", "--steps", "32", "--repeats", "1", "--num-envs", "2", "--set", "replay.chunk_length=16")
     assert r["raw_steps_per_second"] > 0 and r["actor_steps_per_second"] > 0 and r["policy_params"] > 0
     assert r["chunks_stored"] >= 2 and r["chunks_rejected"] == 0
 

@@ -159,7 +159,7 @@ def test_trains_end_to_end_logs_checkpoints_and_resumes(ray_cluster, tmp_path):
                 "perf/updates_per_second", "replay/steps", "replay/ratio", "runtime/weight_staleness",
                 "replay/rejected_chunks", "runtime/restarts", "loss/contrastive", "loss/depth", "ac/return"):
         assert tag in tags, tag
-    ratio = tags["replay/ratio"][-1].value
+    ratio = tags["replay/ratio"][-1].value  # logged once more at the end of the run
     assert 0 < ratio <= 8 * 1.5  # the rate limiter holds replayed / inserted steps near 8
     state = json.loads((logdir / "checkpoint" / "state.json").read_text())["counters"]
     assert state["env_steps"] == first["env_steps"] and state["updates"] == first["updates"]

@@ -106,7 +106,7 @@ def _runs(ray, cfg, nodes: list[str] | None, steps: int, repeats: int) -> dict[s
     for i in range(2):
         opts = {}
         if nodes:
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False)
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True)
         runners.append(remote_runner(cfg, i, client, **opts))
     placed = ray.get([r.node_id.remote() for r in runners])
     ray.get([r.collect.remote(8) for r in runners])  # warm up
@@ -120,37 +120,54 @@ def _runs(ray, cfg, nodes: list[str] | None, steps: int, repeats: int) -> dict[s
             "nodes_used": len(set(placed))}
 
 
-def run_bench(*, config_path: str = "configs/quickstart.yaml", overrides: list[str] | None = None,
-              num_envs: int = 2, steps: int = 128, repeats: int = 3, nodes: int = 1) -> dict[str, Any]:
+def measure_setup(*, config_path: str, overrides: list[str], num_envs: int, steps: int, repeats: int,
+                  nodes: int) -> dict[str, Any]:
+    """One row: 1 and 2 runners on an embedded Ray (``nodes=1``) or on a fresh 2-node cluster."""
     import ray
 
     from recore_dist import config as config_lib
     from recore_dist.runtime.config import TrainConfig
 
-    cfg = config_lib.load(TrainConfig, config_path, list(overrides or []) + [f"ray.envs_per_runner={num_envs}"])
+    cfg = config_lib.load(TrainConfig, config_path, list(overrides) + [f"ray.envs_per_runner={num_envs}"])
     runtime_env = {"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}}
+    if nodes == 1:
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+        try:
+            return {"setup": "1 node", **_runs(ray, cfg, None, steps, repeats)}
+        finally:
+            ray.shutdown()
+    cluster = LocalCluster(cpus_per_node=2, nodes=2)
+    try:
+        ray.init(address=cluster.address, log_to_driver=False, runtime_env=runtime_env)
+        ids = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        return {"setup": "2 nodes (ray start --head + --address)", **_runs(ray, cfg, ids, steps, repeats)}
+    finally:
+        ray.shutdown()
+        cluster.stop()
+
+
+def run_bench(*, config_path: str = "configs/quickstart.yaml", overrides: list[str] | None = None,
+              num_envs: int = 2, steps: int = 128, repeats: int = 3, nodes: int = 1) -> dict[str, Any]:
+    """Each setup runs in a fresh Python process (one Ray session per process)."""
+    import json
+
+    from recore_dist import config as config_lib
+    from recore_dist.runtime.config import TrainConfig
+
+    cfg = config_lib.load(TrainConfig, config_path, list(overrides or []))
     result: dict[str, Any] = {"task": cfg.env.name, "size": cfg.env.size, "interventions": cfg.env.interventions,
                               "num_envs": num_envs, "steps": steps, "repeats": repeats, "cores": os.cpu_count(),
                               "model_size": cfg.learner.model.size, "rows": []}
-    if ray.is_initialized():
-        raise RuntimeError("bench scaling starts its own Ray; call it without Ray initialised")
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
-    try:
-        row = _runs(ray, cfg, None, steps, repeats)
-        result["rows"].append({"setup": "1 node", **row, "scaling": row["two"] / row["one"]})
-    finally:
-        ray.shutdown()
-    if nodes >= 2:
-        cluster = LocalCluster(cpus_per_node=2, nodes=2)
-        try:
-            ray.init(address=cluster.address, log_to_driver=False, runtime_env=runtime_env)
-            ids = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-            row = _runs(ray, cfg, ids, steps, repeats)
-            result["rows"].append({"setup": "2 nodes (ray start --head + --address)", **row,
-                                   "scaling": row["two"] / row["one"]})
-        finally:
-            ray.shutdown()
-            cluster.stop()
+    for count in range(1, nodes + 1):
+        args = json.dumps({"config_path": config_path, "overrides": list(overrides or []), "num_envs": num_envs,
+                           "steps": steps, "repeats": repeats, "nodes": count})
+        out = subprocess.run([sys.executable, "-m", "recore_dist.bench.scaling", args], capture_output=True,
+                             text=True, timeout=1800)
+        if out.returncode != 0:
+            raise RuntimeError(f"bench scaling ({count} node(s)) failed:\n{out.stderr[-3000:]}")
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row["scaling"] = row["two"] / row["one"]
+        result["rows"].append(row)
     best = max(r["scaling"] for r in result["rows"])
     result["scaling"] = best
     result["target_met"] = best >= 1.8
@@ -167,3 +184,12 @@ def format_table(r: dict[str, Any]) -> str:
                      f"{row['nodes_used']:>7}")
     lines.append(f"env steps/s. Target 1 -> 2 runners >= 1.8x: {'met' if r['target_met'] else 'NOT met'}")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # one setup, in its own process (see run_bench)
+    import json
+
+    from recore_dist.envs.gl import ensure_mujoco_gl
+
+    ensure_mujoco_gl()
+    print(json.dumps(measure_setup(**json.loads(sys.argv[1]))))

@@ -248,6 +248,7 @@ class Orchestrator:
                 bar.set_postfix(upd=counters["updates"], runners=len(self.runners),
                                 ret=f"{np.mean(recent):.1f}" if recent else "-", refresh=False)
             self._drain(pending, logger, window, recent, bar)
+            self._log_throughput(logger, window, max(time.perf_counter() - window_start, 1e-3))
             if self.weights:
                 final_eval = ray.get(self.evaluator.evaluate_ref.remote(*self.weights))
                 logger.scalars(final_eval, counters["env_steps"])
