@@ -215,18 +215,7 @@ class Orchestrator:
                 self._submit_idle_runners(pending)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=rt.control_every_s)
                 for ref in ready:
-                    kind, ident = pending.pop(ref)
-                    if kind == "runner":
-                        self._on_runner(ref, ident, logger, window, recent, bar)
-                    elif kind == "learner":
-                        self._on_learner(ref, logger, window)
-                        pending[self.learner.train.remote(rt.train_seconds)] = ("learner", 0)
-                    elif kind == "eval":
-                        self._on_eval(ref, logger)
-                    elif kind == "save":
-                        self._finish_checkpoint(ref)
-                    elif kind == "images":
-                        self._on_images(ref, logger)
+                    self._handle(ref, pending, logger, window, recent, bar, train_again=True)
                 now = time.perf_counter()
                 if now - last["control"] >= rt.control_every_s:
                     last["control"] = now
@@ -268,6 +257,22 @@ class Orchestrator:
         (self.logdir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
+    def _handle(self, ref, pending: dict, logger: Logger, window, recent, bar, *, train_again: bool) -> None:
+        """Consume one finished call; a finished ``train`` is re-issued when ``train_again``."""
+        kind, ident = pending.pop(ref)
+        if kind == "runner":
+            self._on_runner(ref, ident, logger, window, recent, bar)
+        elif kind == "learner":
+            self._on_learner(ref, logger, window)
+            if train_again:
+                pending[self.learner.train.remote(self.cfg.ray.train_seconds)] = ("learner", 0)
+        elif kind == "eval":
+            self._on_eval(ref, logger)
+        elif kind == "save":
+            self._finish_checkpoint(ref)
+        elif kind == "images":
+            self._on_images(ref, logger)
+
     def _drain(self, pending: dict, logger: Logger, window, recent, bar) -> None:
         """Let the runners' last ``collect`` calls finish and log them. The learner keeps training
         meanwhile: a runner whose inserts wait on the rate limiter is waiting for the learner to
@@ -279,19 +284,8 @@ class Orchestrator:
         while any(kind == "runner" for kind, _ in pending.values()) and time.perf_counter() < deadline:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=rt.control_every_s)
             for ref in ready:
-                kind, ident = pending.pop(ref)
-                if kind == "runner":
-                    self._on_runner(ref, ident, logger, window, recent, bar)
-                elif kind == "learner":
-                    self._on_learner(ref, logger, window)
-                    if any(k == "runner" for k, _ in pending.values()):
-                        pending[self.learner.train.remote(rt.train_seconds)] = ("learner", 0)
-                elif kind == "eval":
-                    self._on_eval(ref, logger)
-                elif kind == "save":
-                    self._finish_checkpoint(ref)
-                elif kind == "images":
-                    self._on_images(ref, logger)
+                busy = any(k == "runner" for k, _ in pending.values())
+                self._handle(ref, pending, logger, window, recent, bar, train_again=busy)
         for ref, (kind, ident) in pending.items():
             if kind == "runner":
                 print(f"recore-dist: env runner {ident} still busy at shutdown; its last call is dropped")
