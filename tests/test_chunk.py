@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from recore_dist.data import (
     DEFAULT_MAX_CHUNKS,
+    ChunkEncoder,
     SCHEMA_VERSION,
     ChunkFormatError,
     SequenceChunk,
@@ -150,6 +151,30 @@ def test_batch_round_trip_and_errors() -> None:
         decode_chunks(msgpack.packb([b"x"] * 4), max_count=3)
     with pytest.raises(ChunkFormatError, match="at most"):
         encode_chunks([chunks[0]] * (DEFAULT_MAX_CHUNKS + 1))
+
+
+def test_chunk_encoder_gives_the_same_bytes_and_guards_its_buffer() -> None:
+    encoder = ChunkEncoder()
+    for count in (3, 0, 5, 1):  # buffers are reused across batches of other sizes
+        chunks = [make_chunk(8, 8, seed=10 * count + i, seq=i) for i in range(count)]
+        with encoder.encode(chunks) as view:
+            assert bytes(view) == encode_chunks(chunks)
+            assert all(a.equals(b) for a, b in zip(decode_chunks(view, expected_length=8), chunks))
+    chunks = [make_chunk(8, 8, seed=1)]
+    held = encoder.encode(chunks)
+    with pytest.raises(BufferError):  # never rewrites a buffer someone still reads
+        encoder.encode(chunks)
+    held.release()
+    with encoder.encode(chunks) as view:
+        assert bytes(view) == encode_chunks(chunks)
+    bad = make_chunk(8, 8, seed=2)
+    bad.reward[3] = np.nan
+    with pytest.raises(ChunkFormatError, match="non-finite"):
+        encoder.encode([chunks[0], bad])
+    with pytest.raises(ChunkFormatError, match="at most"):
+        encoder.encode([chunks[0]] * (DEFAULT_MAX_CHUNKS + 1))
+    with encoder.encode(chunks) as view:  # a failed batch leaves the encoder usable
+        assert bytes(view) == encode_chunks(chunks)
 
 
 def test_expected_length_mismatch() -> None:

@@ -107,6 +107,20 @@ def test_malformed_payloads_are_refused_counted_and_change_nothing() -> None:
     assert shard.limiter.inserted == 16  # the refused chunk earned no samples
 
 
+def test_flat_uint8_payloads_from_the_object_store_are_read_in_place() -> None:
+    """``ReplayClient.put`` stores payloads as flat uint8 arrays; the shard reads those, and
+    refuses any other array as malformed (counted, store unchanged)."""
+    shard = ReplayShard(shard_config())
+    payload = np.frombuffer(encode_chunks(stream(0, 2, 4)), np.uint8)
+    payload.flags.writeable = False  # as Ray hands it out
+    assert shard.insert(payload) == {"chunks": 2, "steps": 8}
+    before = shard.store.stats()
+    for bad in (payload.astype(np.int16), payload.reshape(1, -1), np.zeros(0, np.uint8)):
+        with pytest.raises(ChunkFormatError):
+            shard.insert(bad)
+    assert shard.counts["rejected_payloads"] == 3 and shard.store.stats() == before
+
+
 def test_rate_limited_calls_time_out_and_report() -> None:
     shard = ReplayShard(shard_config(timeout=0.2))
     with pytest.raises(RateLimited, match="inserted=0"):

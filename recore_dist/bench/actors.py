@@ -14,9 +14,13 @@ path keeps >= 0.9 of the baseline's frames/s.
 
 from __future__ import annotations
 
+import collections
 import statistics
 import time
 from typing import Any
+
+
+SPLIT_KEYS = ("env_s", "policy_s", "chunk_s", "push_s")
 
 
 class _RawStepper:
@@ -63,12 +67,13 @@ def run_bench(*, config_path: str = "configs/quickstart.yaml", overrides: list[s
         raw = ray.remote(_RawStepper).options(num_cpus=1).remote(cfg, num_envs)
         runner = remote_runner(cfg, 0, client)
         ray.get([raw.run.remote(16), runner.collect.remote(16)])  # warm up (first renders, allocations)
-        raw_fps, actor_fps = [], []
+        raw_fps, actor_fps, split = [], [], collections.Counter()
         for _ in range(repeats):
             raw_fps.append(ray.get(raw.run.remote(steps)))
             out = ray.get(runner.collect.remote(steps))
             ray.get(runner.flush.remote())
             actor_fps.append(out["frames_per_second"])
+            split.update({k: out.get(k, 0.0) for k in SPLIT_KEYS + ("seconds",)})
         stats = ray.get(shard.stats.remote())
         params = _policy_params(cfg)
         result = {"task": cfg.env.name, "size": cfg.env.size, "interventions": cfg.env.interventions,
@@ -77,7 +82,9 @@ def run_bench(*, config_path: str = "configs/quickstart.yaml", overrides: list[s
                   "raw_steps_per_second": statistics.median(raw_fps),
                   "actor_steps_per_second": statistics.median(actor_fps),
                   "raw_all": raw_fps, "actor_all": actor_fps,
-                  "chunks_stored": stats["replay/inserted"], "chunks_rejected": stats["replay/rejected_chunks"]}
+                  "chunks_stored": stats["replay/inserted"], "chunks_rejected": stats["replay/rejected_chunks"],
+                  # share of the actor path's wall clock in each part (the rest: loop bookkeeping)
+                  "time_split": {k: split[k] / split["seconds"] for k in SPLIT_KEYS}}
         result["ratio"] = result["actor_steps_per_second"] / result["raw_steps_per_second"]
         result["target_met"] = result["ratio"] >= 0.9
         for actor in (raw, runner, shard):
@@ -105,4 +112,5 @@ def format_table(r: dict[str, Any]) -> str:
         f"{'raw make_vector step+render (baseline)':<78}{r['raw_steps_per_second']:>12.1f}",
         f"{path:<78}{r['actor_steps_per_second']:>12.1f}",
         f"ratio {r['ratio']:.2f} (target >= 0.9: {'met' if r['target_met'] else 'NOT met'}); "
-        f"chunks stored {r['chunks_stored']:.0f}, rejected {r['chunks_rejected']:.0f}"])
+        f"chunks stored {r['chunks_stored']:.0f}, rejected {r['chunks_rejected']:.0f}",
+        "actor path wall clock: " + ", ".join(f"{k[:-2]} {100 * v:.0f}%" for k, v in r["time_split"].items())])

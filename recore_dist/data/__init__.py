@@ -13,6 +13,7 @@ from recore_dist.data.chunk import (
     decode_chunk,
     decode_chunks,
     encode_chunk,
+    ChunkEncoder,
     encode_chunks,
 )
 from recore_dist.data.chunker import SequenceChunker
@@ -29,5 +30,6 @@ __all__ = [
     "decode_chunk",
     "decode_chunks",
     "encode_chunk",
+    "ChunkEncoder",
     "encode_chunks",
 ]

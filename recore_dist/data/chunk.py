@@ -302,6 +302,40 @@ def encode_chunks(chunks: Sequence[SequenceChunk]) -> bytes:
     return msgpack.packb([encode_chunk(chunk) for chunk in chunks], use_bin_type=True)
 
 
+class ChunkEncoder:
+    """``encode_chunks`` into buffers that are kept and reused between calls.
+
+    The bytes are identical to ``encode_chunks``. What differs is memory traffic: a fresh
+    ``packb`` of a 30 MB batch grows a new buffer by reallocation and first-touches every page
+    of it (about 7,000 page faults), which cost an env runner more than the copy itself. Two
+    packers that never reset their buffers (``autoreset=False``) make each batch two plain copies
+    into memory that is already mapped.
+
+    ``encode`` returns a view into the encoder's buffer. Copy what you need (``bytes(view)``,
+    ``ray.put``) and release it (``with encoder.encode(chunks) as view: ...``) before the next
+    ``encode``, which otherwise raises ``BufferError`` (the buffer is never changed under a view).
+    """
+
+    def __init__(self) -> None:
+        self._outer = msgpack.Packer(use_bin_type=True, autoreset=False)
+        self._inner = msgpack.Packer(use_bin_type=True, autoreset=False)
+
+    def encode(self, chunks: Sequence[SequenceChunk]) -> memoryview:
+        if len(chunks) > DEFAULT_MAX_CHUNKS:
+            raise ChunkFormatError(f"chunks: {len(chunks)} chunks, at most {DEFAULT_MAX_CHUNKS} per batch")
+        self._outer.reset()
+        self._outer.pack_array_header(len(chunks))
+        for chunk in chunks:
+            chunk.validate()
+            header: dict[str, Any] = {"schema": SCHEMA_VERSION, "length": chunk.length, **chunk.metadata()}
+            header["fields"] = [_encode_field(name, arr) for name, arr in chunk.arrays()]
+            self._inner.reset()
+            self._inner.pack(header)
+            with self._inner.getbuffer() as inner:
+                self._outer.pack(inner)  # a memoryview packs as bin
+        return self._outer.getbuffer()
+
+
 # --------------------------------------------------------------------------------------------
 # Decoding.
 

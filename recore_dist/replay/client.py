@@ -36,9 +36,23 @@ class ReplayClient:
     def shard_for(self, runner_id: int) -> int:
         return runner_id % len(self.shards)
 
-    def insert(self, runner_id: int, payload: bytes):
-        """Start an insert of ``encode_chunks`` bytes; returns the call's ObjectRef."""
+    def insert(self, runner_id: int, payload):
+        """Start an insert of ``encode_chunks`` bytes (or an ``ObjectRef`` from ``put``); returns
+        the call's ObjectRef."""
         return self.shards[self.shard_for(runner_id)].insert.remote(payload)
+
+    @staticmethod
+    def put(payload: memoryview | bytes):
+        """Copy an encoded batch into the object store once (as a flat uint8 array, which the
+        shard reads in place); the ref can be inserted, and re-sent after ``RateLimited``,
+        without another copy. The caller may reuse ``payload``'s memory when this returns."""
+        import ray
+
+        array = np.frombuffer(payload, np.uint8)
+        try:
+            return ray.put(array)
+        finally:
+            del array  # drop the export of ``payload`` before the caller releases it
 
     def sizes(self, *, fresh: bool = False) -> np.ndarray:
         import ray

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 
 from recore_dist.data.batch import encode_batch
@@ -106,7 +107,8 @@ class ReplayShard:
     # ------------------------------------------------------------------------------ data
     @ray.method(concurrency_group="insert")
     def insert(self, payload: bytes, timeout: float | None = None) -> dict[str, int]:
-        """Decode, validate and store a batch of chunks.
+        """Decode, validate and store a batch of chunks: ``encode_chunks`` bytes, or the flat
+        uint8 array ``ReplayClient.put`` stores (read in place from the object store).
 
         Raises:
             ChunkFormatError: the payload or a chunk is malformed (counted; valid chunks of the
@@ -114,7 +116,7 @@ class ReplayShard:
             RateLimited: the actors are too far ahead of the learner for ``timeout`` seconds.
         """
         try:
-            chunks = decode_chunks(payload, expected_length=self.cfg.chunk_length)
+            chunks = decode_chunks(_as_bytes_like(payload), expected_length=self.cfg.chunk_length)
         except ChunkFormatError:
             self.counts["rejected_payloads"] += 1
             raise
@@ -257,3 +259,13 @@ def remote_shard(cfg: ShardConfig, shard_id: int, *, inserts: int = 16, samples:
     opts.update(options)
     actor = ray.remote(concurrency_groups={"insert": inserts, "sample": samples}, max_concurrency=4)(ReplayShard)
     return actor.options(**opts).remote(cfg, shard_id)
+
+
+def _as_bytes_like(payload: Any) -> Any:
+    """A flat uint8 array (``ReplayClient.put``) as a memoryview; anything else unchanged (the
+    decoder refuses what is not bytes-like)."""
+    if isinstance(payload, np.ndarray):
+        if payload.dtype != np.uint8 or payload.ndim != 1:
+            raise ChunkFormatError(f"payload: expected a flat uint8 array, got {payload.dtype} {list(payload.shape)}")
+        return payload.data if payload.flags.c_contiguous else payload.tobytes()
+    return payload

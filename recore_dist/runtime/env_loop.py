@@ -7,6 +7,8 @@ that arrived with it, the action chosen at it) and reports each finished episode
 
 from __future__ import annotations
 
+import collections
+import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,6 +49,7 @@ class EnvLoop:
         self.rng = np.random.default_rng(seed)
         self.action_shape = (envs.num_envs, *envs.single_action_space.shape)
         self.steps = 0
+        self.seconds: collections.Counter = collections.Counter()  # policy_s, env_s, chunk_s
         self.reset()
 
     def reset(self) -> None:
@@ -69,17 +72,24 @@ class EnvLoop:
         episodes: list[dict[str, Any]] = []
         for _ in range(steps):
             use_random = random or self.policy is None
+            start = time.perf_counter()
             if use_random:
                 action = self.random_actions()
                 version = 0
             else:
                 action = self.policy.act(self.obs["image"], self.obs["is_first"], explore=explore)
                 version = max(0, self.policy.version)
+            chunked = time.perf_counter()
             if self.chunker is not None:
                 chunks += self.chunker.add(self.obs, action, self.reward, policy_version=version,
                                            intervention_ids=[i["intervention_id"] for i in self.infos],
                                            splits=[i["split"] for i in self.infos])
+            stepped = time.perf_counter()
             self.obs, reward, _, _, self.infos = self.envs.step(action)
+            done = time.perf_counter()
+            self.seconds["policy_s"] += chunked - start
+            self.seconds["chunk_s"] += stepped - chunked
+            self.seconds["env_s"] += done - stepped
             first = self.obs["is_first"]
             self.reward = np.where(first, 0.0, reward).astype(np.float32)
             self.returns = np.where(first, 0.0, self.returns + self.reward)
