@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Software OpenGL for MuJoCo's headless rendering on Debian/Ubuntu.
-# EGL (default, MUJOCO_GL=egl): libegl1 libgl1-mesa-dri libegl-mesa0 libgbm1
+# EGL (default, MUJOCO_GL=egl): libegl1 libgl1-mesa-dri libegl-mesa0 libgbm1 libopengl0 (PyOpenGL loads libOpenGL.so.0)
 # OSMesa (MUJOCO_GL=osmesa):    libosmesa6
 # Installs what is missing when running as root with apt-get; otherwise stops and names them.
 set -euo pipefail
 backend="${MUJOCO_GL:-egl}"
 case "$backend" in
-  egl) pkgs="libegl1 libgl1-mesa-dri libegl-mesa0 libgbm1" ;;
+  egl) pkgs="libegl1 libgl1-mesa-dri libegl-mesa0 libgbm1 libopengl0" ;;
   osmesa) pkgs="libosmesa6" ;;
   glfw) echo "MUJOCO_GL=glfw needs a display; use egl or osmesa on a headless machine" >&2; exit 1 ;;
   *) echo "unknown MUJOCO_GL=$backend (use egl or osmesa)" >&2; exit 1 ;;

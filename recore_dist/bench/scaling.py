@@ -30,30 +30,75 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class LocalCluster:
-    """A two-node Ray cluster on this machine: ``ray start --head`` and ``ray start --address``,
-    each ``--block``ing in its own process group (stopped by signalling the group). Nodes listen
-    on 127.0.0.1 only, with token authentication off."""
+def _agent_ports() -> list[str]:
+    """Per-node agent ports. Their defaults are fixed numbers, so two nodes on one machine would
+    share them and one node's dashboard agent (which runs submitted jobs) would fail to start."""
+    names = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port")
+    return [f"--{name}={_free_port()}" for name in names]
 
-    def __init__(self, cpus_per_node: int = 2, nodes: int = 2):
+
+class LocalCluster:
+    """A multi-node Ray cluster on this machine: ``ray start --head`` and ``ray start --address``,
+    each ``--block``ing in its own process group (stopped by signalling the group). Nodes listen
+    on 127.0.0.1 only, with token authentication off.
+
+    Args:
+        cpus_per_node: logical CPUs of each node.
+        nodes: nodes to start (the head included).
+        dashboard: run the head's dashboard (and job server) on 127.0.0.1; its address is
+            ``dashboard_url`` (for ``ray job submit --address``).
+    """
+
+    def __init__(self, cpus_per_node: int = 2, nodes: int = 2, *, dashboard: bool = False):
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.cpus_per_node = cpus_per_node
         self.tmp = tempfile.mkdtemp(prefix="recore-ray-")
-        ray_bin = str(Path(sys.executable).with_name("ray"))
+        self.ray_bin = str(Path(sys.executable).with_name("ray"))
         # Loopback-only test cluster: token authentication (on by default since Ray 2.60) is turned
-        # off for its nodes, so drivers on this machine connect without a token.
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-        self.procs = [subprocess.Popen(
-            [ray_bin, "start", "--head", f"--port={self.port}", f"--num-cpus={cpus_per_node}", "--num-gpus=0",
-             "--include-dashboard=false", "--node-ip-address=127.0.0.1", f"--temp-dir={self.tmp}", "--block"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+        # off for its nodes, so drivers and job clients on this machine connect without a token.
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        head = [self.ray_bin, "start", "--head", f"--port={self.port}", f"--num-cpus={cpus_per_node}", "--num-gpus=0",
+                "--node-ip-address=127.0.0.1", f"--temp-dir={self.tmp}", "--block"]
+        self.dashboard_url = None
+        if dashboard:
+            dash_port = _free_port()
+            head += ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}"]
+            self.dashboard_url = f"http://127.0.0.1:{dash_port}"
+        else:
+            head.append("--include-dashboard=false")
+        self.procs = [self._popen(head + _agent_ports())]
         self._wait_nodes(1)
         for _ in range(nodes - 1):
-            self.procs.append(subprocess.Popen(
-                [ray_bin, "start", f"--address={self.address}", f"--num-cpus={cpus_per_node}", "--num-gpus=0",
-                 "--node-ip-address=127.0.0.1", "--block"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            self.add_node(wait=False)
         self._wait_nodes(nodes)
+
+    def _popen(self, args: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def add_node(self, *, wait: bool = True) -> int:
+        """Start one more worker node (as an autoscaler would); returns its index in ``procs``."""
+        self.procs.append(self._popen(
+            [self.ray_bin, "start", f"--address={self.address}", f"--num-cpus={self.cpus_per_node}", "--num-gpus=0",
+             "--node-ip-address=127.0.0.1", "--block", *_agent_ports()]))
+        if wait:
+            self._wait_nodes(sum(p.poll() is None for p in self.procs))
+        return len(self.procs) - 1
+
+    def remove_node(self, index: int) -> None:
+        """Kill a worker node's processes (SIGKILL of its process group: the node is gone)."""
+        import signal
+
+        if index == 0:
+            raise ValueError("index 0 is the head node")
+        try:
+            os.killpg(self.procs[index].pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.procs[index].wait(timeout=60)
 
     def _wait_nodes(self, count: int, timeout: float = 120.0) -> None:
         deadline = time.time() + timeout

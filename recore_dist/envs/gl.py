@@ -1,7 +1,7 @@
 """Choose MuJoCo's OpenGL backend before dm_control or mujoco is imported.
 
 MuJoCo reads ``MUJOCO_GL`` once, at import time. Headless machines need software GL:
-``egl`` (Debian: libegl1 libgl1-mesa-dri libegl-mesa0 libgbm1, the default here) or ``osmesa``
+``egl`` (Debian: libegl1 libgl1-mesa-dri libegl-mesa0 libgbm1 libopengl0, the default here) or ``osmesa``
 (libosmesa6). A value the user exported wins; we only fill in the default.
 """
 
@@ -12,18 +12,22 @@ import sys
 
 DEFAULT_BACKEND = "egl"
 SYSTEM_PACKAGES = {
-    "egl": "libegl1 libgl1-mesa-dri libegl-mesa0 libgbm1",
+    "egl": "libegl1 libgl1-mesa-dri libegl-mesa0 libgbm1 libopengl0",
     "osmesa": "libosmesa6",
 }
 
 
 def ensure_mujoco_gl(default: str = DEFAULT_BACKEND) -> str:
     """Set ``MUJOCO_GL`` (and PyOpenGL's platform) unless already set; return the backend."""
+    chosen = "MUJOCO_GL" in os.environ
     backend = os.environ.setdefault("MUJOCO_GL", default)
     if backend in ("egl", "osmesa"):
         os.environ.setdefault("PYOPENGL_PLATFORM", backend)
-    if "mujoco" in sys.modules and os.environ.get("MUJOCO_GL") != backend:  # pragma: no cover
-        raise RuntimeError("mujoco was imported before recore_dist set MUJOCO_GL")
+    if "mujoco" in sys.modules and not chosen:
+        raise RuntimeError(
+            "mujoco was imported before MUJOCO_GL was set (by another library, e.g. `import ray.rllib` "
+            "loads gymnasium's MuJoCo envs), so it picked its default GL backend and cannot render "
+            f"headless. Import recore_dist.rllib before ray.rllib, or export MUJOCO_GL={default}.")
     return backend
 
 

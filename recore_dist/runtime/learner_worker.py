@@ -123,6 +123,13 @@ class LearnerWorker:
         self.learner.save(path)
         return self.learner.updates
 
+    def load(self, path: str) -> int:
+        """Load a learner state written by ``save`` and publish its weights; returns its update
+        count."""
+        self.learner.load(path)
+        self._publish()
+        return self.learner.updates
+
     def param_counts(self) -> dict[str, int]:
         return self.learner.param_counts()
 

@@ -6,8 +6,9 @@ is logged and re-issued with the newest weights, every finished ``train`` publis
 the evaluator runs on a timer. Around that loop it:
 
 - places actors by resources: the learner takes ``ray.learner_gpus`` (a GPU when the cluster
-  has one), runners are spread over nodes (``SPREAD``); with ``ray.runners_per_node`` the runner
-  count follows the alive nodes, so runners come and go with cluster nodes;
+  has one), runners are spread over nodes (``SPREAD``); with ``ray.runners_per_node`` each alive
+  node with CPUs gets that many runners pinned to it (soft node affinity), so runners start on
+  nodes that join (the autoscaler adding simulator nodes) and go with nodes that leave;
 - restarts: every actor has ``max_restarts``/``max_task_retries``; the driver counts restarts
   (a runner's process id changes) and replaces actors whose restarts ran out;
 - scales: ``recore-dist scale --logdir DIR --runners N`` writes ``DIR/control.json``, which the
@@ -104,35 +105,68 @@ class Orchestrator:
         self.runners: dict[int, Any] = {}
         self.runner_pids: dict[int, int] = {}
         self.runner_info: dict[int, collections.Counter] = {}
-        self.runner_nodes: dict[int, str] = {}
+        self.runner_nodes: dict[int, str] = {}  # where each runner last reported from
+        self.runner_homes: dict[int, str | None] = {}  # the node a runner is pinned to (None: spread)
         self.weights: tuple[int, list] | None = None
         self.stats = collections.Counter()
         self.target_runners = rt.runners
+        self.pending: dict[Any, tuple[str, int]] | None = None  # set by start(): ref -> (kind, id)
+        self.recent: collections.deque | None = None
+        self.stretch: dict[str, Any] = {"episode_returns": [], "learner_metrics": {}, "throughput": {}}
 
     # ------------------------------------------------------------------------------ runners
-    def _add_runner(self) -> int:
+    def _add_runner(self, node_id: str | None = None) -> int:
+        """Start a runner: pinned to ``node_id`` (soft affinity: it may restart elsewhere if that
+        node dies) or spread over the nodes with free CPUs."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         from recore_dist.runtime.env_runner import remote_runner
 
         runner_id = self.counters["next_runner_id"]
         self.counters["next_runner_id"] += 1
-        self.runners[runner_id] = remote_runner(self.cfg, runner_id, self.replay, scheduling_strategy="SPREAD")
+        strategy = "SPREAD" if node_id is None else NodeAffinitySchedulingStrategy(node_id, soft=True)
+        self.runners[runner_id] = remote_runner(self.cfg, runner_id, self.replay, scheduling_strategy=strategy)
+        self.runner_homes[runner_id] = node_id
         return runner_id
 
-    def _remove_runner(self, runner_id: int) -> None:
+    def _remove_runner(self, runner_id: int, pending: dict | None = None) -> None:
         import ray
 
         actor = self.runners.pop(runner_id)
         self.runner_pids.pop(runner_id, None)
+        self.runner_homes.pop(runner_id, None)
+        for ref, (kind, ident) in list((pending or {}).items()):
+            if kind == "runner" and ident == runner_id:
+                pending.pop(ref)
         ray.kill(actor, no_restart=True)
 
-    def _desired_runners(self) -> int:
+    def _alive_cpu_nodes(self) -> list[str]:
         import ray
 
+        return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+
+    def _place_runners(self, pending: dict | None = None) -> None:
+        """Bring the runners to the wanted count. With ``ray.runners_per_node`` each alive node
+        with CPUs gets that many runners pinned to it, so runners start on nodes that join (an
+        autoscaler adding simulator nodes) and runners homed on nodes that left are dropped;
+        otherwise ``target_runners`` (``recore-dist scale``) runners are spread over the nodes."""
         per_node = self.cfg.ray.runners_per_node
-        if per_node > 0:
-            nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
-            return per_node * len(nodes)
-        return self.target_runners
+        if per_node <= 0:
+            while len(self.runners) < self.target_runners:
+                self._add_runner()
+            while len(self.runners) > self.target_runners:
+                self._remove_runner(max(self.runners), pending)
+            return
+        nodes = self._alive_cpu_nodes()
+        for runner_id, home in list(self.runner_homes.items()):
+            if home not in nodes:
+                self._remove_runner(runner_id, pending)
+        for node in nodes:
+            homed = sorted(r for r, h in self.runner_homes.items() if h == node)
+            for _ in range(per_node - len(homed)):
+                self._add_runner(node)
+            for runner_id in homed[per_node:]:
+                self._remove_runner(runner_id, pending)
 
     def _read_control(self) -> None:
         path = self.logdir / CONTROL_FILE
@@ -190,62 +224,98 @@ class Orchestrator:
 
     # ------------------------------------------------------------------------------ main loop
     def run(self, *, max_seconds: float | None = None) -> dict[str, Any]:
-        import ray
+        """Train to ``cfg.env_steps`` (or for ``max_seconds``), evaluate, checkpoint; returns the
+        summary (also written to ``logdir/summary.json``)."""
+        self.start()
+        try:
+            deadline = time.perf_counter() + max_seconds if max_seconds else float("inf")
+            self.advance(until_env_steps=self.cfg.env_steps, deadline=deadline)
+            return self.finish()
+        finally:
+            self.stop()
+
+    def start(self) -> None:
+        """Open the logs, start the runners and the learner's first ``train`` call (once)."""
+        if self.pending is not None:
+            return
         from tqdm import tqdm
 
-        cfg, rt, counters = self.cfg, self.cfg.ray, self.counters
+        cfg, counters = self.cfg, self.counters
         config_lib.save(cfg, self.logdir / "config.yaml")
-        logger = Logger(self.logdir)
-        bar = tqdm(total=cfg.env_steps, initial=counters["env_steps"], unit="step", disable=not self.progress,
-                   desc="train (ray)", dynamic_ncols=True)
+        self.logger = Logger(self.logdir)
+        self.bar = tqdm(total=cfg.env_steps, initial=counters["env_steps"], unit="step", disable=not self.progress,
+                        desc="train (ray)", dynamic_ncols=True)
         self._started = time.perf_counter() - counters["seconds"]
-        deadline = time.perf_counter() + max_seconds if max_seconds else float("inf")
-        pending: dict[Any, tuple[str, int]] = {}
-        recent: collections.deque = collections.deque(maxlen=20)
-        window = collections.Counter()
-        window_start = time.perf_counter()
-        last = {"checkpoint": time.perf_counter(), "eval": time.perf_counter(), "control": 0.0}
-        final_eval: dict[str, float] = {}
+        self.pending = {}
+        self.recent = collections.deque(maxlen=100)
+        self.window = collections.Counter()
+        self.window_start = time.perf_counter()
+        self.last = {"checkpoint": time.perf_counter(), "eval": time.perf_counter(), "control": 0.0}
         self._read_control()
-        try:
-            for _ in range(self._desired_runners()):
-                self._add_runner()
-            pending[self.learner.train.remote(rt.train_seconds)] = ("learner", 0)
-            while counters["env_steps"] < cfg.env_steps and time.perf_counter() < deadline:
-                self._submit_idle_runners(pending)
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=rt.control_every_s)
-                for ref in ready:
-                    self._handle(ref, pending, logger, window, recent, bar, train_again=True)
-                now = time.perf_counter()
-                if now - last["control"] >= rt.control_every_s:
-                    last["control"] = now
-                    self._rescale(pending)
-                    elapsed = now - window_start
-                    if elapsed >= 5.0:
-                        self._log_throughput(logger, window, elapsed)
-                        window.clear()
-                        window_start = now
-                if rt.eval_every_s and now - last["eval"] >= rt.eval_every_s and self.weights \
-                        and not any(k == "eval" for k, _ in pending.values()):
-                    last["eval"] = now
-                    pending[self.evaluator.evaluate_ref.remote(*self.weights)] = ("eval", 0)
-                if rt.checkpoint_every_s and now - last["checkpoint"] >= rt.checkpoint_every_s \
-                        and not any(k in ("save", "images") for k, _ in pending.values()):
-                    last["checkpoint"] = now
-                    pending[self._start_checkpoint()] = ("save", 0)
-                    pending[self.learner.image_summaries.remote()] = ("images", 0)
-                bar.set_postfix(upd=counters["updates"], runners=len(self.runners),
-                                ret=f"{np.mean(recent):.1f}" if recent else "-", refresh=False)
-            self._drain(pending, logger, window, recent, bar)
-            self._log_throughput(logger, window, max(time.perf_counter() - window_start, 1e-3))
-            if self.weights:
-                final_eval = ray.get(self.evaluator.evaluate_ref.remote(*self.weights))
-                logger.scalars(final_eval, counters["env_steps"])
-            self.checkpoint()
-        finally:
-            bar.close()
-            logger.close()
+        self._place_runners(self.pending)
+        self.pending[self.learner.train.remote(cfg.ray.train_seconds)] = ("learner", 0)
+
+    def advance(self, *, seconds: float = 0.0, env_steps: int = 0, until_env_steps: int | None = None,
+                deadline: float = float("inf")) -> dict[str, Any]:
+        """Run the event loop until this call has lasted ``seconds`` and collected ``env_steps``
+        (both), or the total reaches ``until_env_steps``, or ``deadline`` (``perf_counter``).
+
+        Returns this stretch's figures: ``env_steps``, ``episode_returns``, ``updates``, the
+        latest ``learner_metrics`` and the last ``throughput`` window.
+        """
+        import ray
+
+        self.start()
+        rt, counters, pending = self.cfg.ray, self.counters, self.pending
+        began, first_steps, first_updates = time.perf_counter(), counters["env_steps"], counters["updates"]
+        self.stretch = {"episode_returns": [], "learner_metrics": {}, "throughput": {}}
+        while True:
+            now = time.perf_counter()
+            if until_env_steps is not None and counters["env_steps"] >= until_env_steps:
+                break
+            if now >= deadline:
+                break
+            if until_env_steps is None and now - began >= seconds and counters["env_steps"] - first_steps >= env_steps:
+                break
+            self._submit_idle_runners(pending)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=rt.control_every_s)
+            for ref in ready:
+                self._handle(ref, train_again=True)
+            now = time.perf_counter()
+            if now - self.last["control"] >= rt.control_every_s:
+                self.last["control"] = now
+                self._rescale(pending)
+                elapsed = now - self.window_start
+                if elapsed >= 5.0:
+                    self._log_throughput(elapsed)
+            if rt.eval_every_s and now - self.last["eval"] >= rt.eval_every_s and self.weights \
+                    and not any(k == "eval" for k, _ in pending.values()):
+                self.last["eval"] = now
+                pending[self.evaluator.evaluate_ref.remote(*self.weights)] = ("eval", 0)
+            if rt.checkpoint_every_s and now - self.last["checkpoint"] >= rt.checkpoint_every_s \
+                    and not any(k in ("save", "images") for k, _ in pending.values()):
+                self.last["checkpoint"] = now
+                pending[self._start_checkpoint()] = ("save", 0)
+                pending[self.learner.image_summaries.remote()] = ("images", 0)
+            self.bar.set_postfix(upd=counters["updates"], runners=len(self.runners),
+                                 ret=f"{np.mean(list(self.recent)[-20:]):.1f}" if self.recent else "-", refresh=False)
+        return {**self.stretch, "env_steps": counters["env_steps"] - first_steps,
+                "updates": counters["updates"] - first_updates, "seconds": time.perf_counter() - began}
+
+    def finish(self) -> dict[str, Any]:
+        """Drain the runners, evaluate the final weights, checkpoint; returns the summary."""
+        import ray
+
+        counters = self.counters
+        self._drain()
+        self._log_throughput(max(time.perf_counter() - self.window_start, 1e-3))
+        final_eval: dict[str, float] = {}
+        if self.weights:
+            final_eval = ray.get(self.evaluator.evaluate_ref.remote(*self.weights))
+            self.logger.scalars(final_eval, counters["env_steps"])
+        self.checkpoint()
         replay = self.replay.stats()
+        recent = list(self.recent)[-20:]
         summary = {"runner": "ray", "env_steps": counters["env_steps"], "updates": counters["updates"],
                    "episodes": counters["episodes"], "seconds": time.perf_counter() - self._started,
                    "train_return_recent": float(np.mean(recent)) if recent else None,
@@ -257,40 +327,75 @@ class Orchestrator:
         (self.logdir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
-    def _handle(self, ref, pending: dict, logger: Logger, window, recent, bar, *, train_again: bool) -> None:
+    def stop(self) -> None:
+        """Close the progress bar and the TensorBoard writer (the actors stay until ``close``)."""
+        if self.pending is None:
+            return
+        self.bar.close()
+        self.logger.close()
+
+    def recent_returns(self, n: int) -> list[float]:
+        """The last ``n`` training episode returns."""
+        return list(self.recent)[-n:] if self.recent is not None else []
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate the latest weights on both splits now (``{}`` before the first weights)."""
+        import ray
+
+        if not self.weights:
+            return {}
+        out = ray.get(self.evaluator.evaluate_ref.remote(*self.weights))
+        self.logger.scalars(out, self.counters["env_steps"])
+        return out
+
+    def save_learner(self, path: str | Path) -> int:
+        """Write the learner's full state to ``path``; returns the update count it holds."""
+        import ray
+
+        return ray.get(self.learner.save.remote(str(path)))
+
+    def load_learner(self, path: str | Path) -> int:
+        """Load a learner state (after any call in progress); returns its update count."""
+        import ray
+
+        updates = ray.get(self.learner.load.remote(str(path)))
+        self.counters["updates"] = updates
+        return updates
+
+    def _handle(self, ref, *, train_again: bool) -> None:
         """Consume one finished call; a finished ``train`` is re-issued when ``train_again``."""
-        kind, ident = pending.pop(ref)
+        kind, ident = self.pending.pop(ref)
         if kind == "runner":
-            self._on_runner(ref, ident, logger, window, recent, bar)
+            self._on_runner(ref, ident)
         elif kind == "learner":
-            self._on_learner(ref, logger, window)
+            self._on_learner(ref)
             if train_again:
-                pending[self.learner.train.remote(self.cfg.ray.train_seconds)] = ("learner", 0)
+                self.pending[self.learner.train.remote(self.cfg.ray.train_seconds)] = ("learner", 0)
         elif kind == "eval":
-            self._on_eval(ref, logger)
+            self._on_eval(ref)
         elif kind == "save":
             self._finish_checkpoint(ref)
         elif kind == "images":
-            self._on_images(ref, logger)
+            self._on_images(ref)
 
-    def _drain(self, pending: dict, logger: Logger, window, recent, bar) -> None:
+    def _drain(self) -> None:
         """Let the runners' last ``collect`` calls finish and log them. The learner keeps training
         meanwhile: a runner whose inserts wait on the rate limiter is waiting for the learner to
         sample, so stopping the learner first would leave it blocked."""
         import ray
 
-        rt = self.cfg.ray
+        rt, pending = self.cfg.ray, self.pending
         deadline = time.perf_counter() + 3 * rt.insert_timeout + 10 * rt.train_seconds + 30
         while any(kind == "runner" for kind, _ in pending.values()) and time.perf_counter() < deadline:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=rt.control_every_s)
             for ref in ready:
                 busy = any(k == "runner" for k, _ in pending.values())
-                self._handle(ref, pending, logger, window, recent, bar, train_again=busy)
+                self._handle(ref, train_again=busy)
         for ref, (kind, ident) in pending.items():
             if kind == "runner":
                 print(f"recore-dist: env runner {ident} still busy at shutdown; its last call is dropped")
             elif kind == "learner":
-                self._on_learner(ref, logger, window)
+                self._on_learner(ref)
         pending.clear()
 
     def _submit_idle_runners(self, pending: dict) -> None:
@@ -304,18 +409,10 @@ class Orchestrator:
 
     def _rescale(self, pending: dict) -> None:
         self._read_control()
-        want = self._desired_runners()
-        while len(self.runners) < want:
-            self._add_runner()
-        while len(self.runners) > want:
-            victim = max(self.runners)
-            for ref, (kind, ident) in list(pending.items()):
-                if kind == "runner" and ident == victim:
-                    pending.pop(ref)
-            self._remove_runner(victim)
+        self._place_runners(pending)
 
     # ------------------------------------------------------------------------------ results
-    def _on_runner(self, ref, runner_id: int, logger: Logger, window, recent, bar) -> None:
+    def _on_runner(self, ref, runner_id: int) -> None:
         import ray
 
         try:
@@ -325,7 +422,7 @@ class Orchestrator:
             print(f"recore-dist: env runner {runner_id} failed ({type(exc).__name__}); replacing it")
             if runner_id in self.runners:
                 self._remove_runner(runner_id)
-                self._add_runner()
+                self._place_runners(self.pending)  # a fresh one, on a node that is alive
             return
         if runner_id not in self.runners:
             return  # removed by a scale-down while its call ran
@@ -339,6 +436,7 @@ class Orchestrator:
         info["policy_version"] = out["policy_version"]
         info["first_version"] = info.get("first_version", out["policy_version"])
         self.runner_nodes[runner_id] = out["node_id"]
+        window, logger = self.window, self.logger
         self.counters["env_steps"] += out["env_steps"]
         window["env_steps"] += out["env_steps"]
         for key in ("chunks", "bytes", "chunks_refused", "rate_limited", "push_wait_s"):
@@ -348,11 +446,12 @@ class Orchestrator:
         step = self.counters["env_steps"]
         for ep in out["episodes"]:
             self.counters["episodes"] += 1
-            recent.append(ep["return"])
+            self.recent.append(ep["return"])
+            self.stretch["episode_returns"].append(ep["return"])
             logger.scalars({"train/return": ep["return"], "train/length": ep["length"]}, step)
-        bar.update(out["env_steps"])
+        self.bar.update(out["env_steps"])
 
-    def _on_learner(self, ref, logger: Logger, window) -> None:
+    def _on_learner(self, ref) -> None:
         import ray
 
         try:
@@ -362,21 +461,22 @@ class Orchestrator:
             print(f"recore-dist: learner call failed ({type(exc).__name__}); it restarts from its checkpoint")
             return
         self.counters["updates"] = out["total_updates"]
-        window["updates"] += out["updates"]
+        self.window["updates"] += out["updates"]
         if out["weights"][1]:
             self.weights = out["weights"]
         if out["metrics"]:
-            logger.scalars(out["metrics"], self.counters["env_steps"])
+            self.stretch["learner_metrics"] = out["metrics"]
+            self.logger.scalars(out["metrics"], self.counters["env_steps"])
 
-    def _on_eval(self, ref, logger: Logger) -> None:
+    def _on_eval(self, ref) -> None:
         import ray
 
         try:
-            logger.scalars(ray.get(ref), self.counters["env_steps"])
+            self.logger.scalars(ray.get(ref), self.counters["env_steps"])
         except ray.exceptions.RayActorError:
             self.stats["eval_failures"] += 1
 
-    def _on_images(self, ref, logger: Logger) -> None:
+    def _on_images(self, ref) -> None:
         """Real vs imagined frames and predicted targets (the learner's open-loop grids)."""
         import ray
 
@@ -386,9 +486,11 @@ class Orchestrator:
             print(f"recore-dist: no image summaries this time ({type(exc).__name__})")
             return
         for tag, grid in grids.items():
-            logger.images(f"open_loop/{tag}", grid[None], self.counters["env_steps"])
+            self.logger.images(f"open_loop/{tag}", grid[None], self.counters["env_steps"])
 
-    def _log_throughput(self, logger: Logger, window, elapsed: float) -> None:
+    def _log_throughput(self, elapsed: float) -> None:
+        """Write the throughput window's figures (and start a new window)."""
+        window = self.window
         replay = self.replay.stats()
         inserted = sum(s["limiter/inserted_steps"] for s in replay)
         sampled = sum(s["limiter/sampled_steps"] for s in replay)
@@ -408,8 +510,11 @@ class Orchestrator:
             "replay/ratio": sampled / inserted if inserted else 0.0,
             "replay/shard_restores": sum(s["replay/restores"] for s in replay),
         }
-        logger.scalars(values, self.counters["env_steps"])
-        logger.flush()
+        self.logger.scalars(values, self.counters["env_steps"])
+        self.logger.flush()
+        self.stretch["throughput"] = values
+        window.clear()
+        self.window_start = time.perf_counter()
 
     def close(self) -> None:
         import ray
