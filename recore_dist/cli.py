@@ -2,7 +2,7 @@
 
     recore-dist train --config configs/quickstart.yaml [--set key=value ...] [--runner ray|local] [--address auto]
     recore-dist scale --logdir runs/quickstart --runners 4
-    recore-dist bench envs | learner | learn | actors | replay | scaling [--json]
+    recore-dist bench envs | learner | learn | actors | replay | scaling | compare [--json]
 """
 
 from __future__ import annotations
@@ -88,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     scaling.add_argument("--repeats", type=int, default=3)
     scaling.add_argument("--nodes", type=int, choices=(1, 2), default=2,
                          help="2: also measure on a 2-node cluster started on this machine")
+    compare = bench_sub.add_parser("compare", help="every objective for the same budget; train vs held-out returns")
+    compare.add_argument("--json", action="store_true", help="print one JSON object")
+    compare.add_argument("--config", default="configs/bench_compare.yaml", help="task and shared settings")
+    compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    compare.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget per method")
+    compare.add_argument("--methods", default="recore,core,hrssm,coral,recon", help="comma-separated objectives")
+    compare.add_argument("--seeds", default="0", help="comma-separated seeds (every method runs each)")
+    compare.add_argument("--episodes", type=int, default=5, help="evaluation episodes per split")
+    compare.add_argument("--logdir", default="runs/bench_compare", help="each run's logs go in a subfolder")
     return parser
 
 
@@ -172,6 +181,14 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = run_bench(config_path=args.config, overrides=args.overrides, num_envs=args.num_envs,
                            steps=args.steps, repeats=args.repeats, nodes=args.nodes)
+        print(json.dumps(result) if args.json else format_table(result))
+        return 0
+    if args.bench == "compare":
+        from recore_dist.bench.compare import format_table, run_bench
+
+        result = run_bench(methods=args.methods.split(","), minutes=args.minutes,
+                           seeds=[int(s) for s in args.seeds.split(",")], config_path=args.config,
+                           overrides=args.overrides, episodes=args.episodes, logdir=args.logdir)
         print(json.dumps(result) if args.json else format_table(result))
         return 0
     return 2  # pragma: no cover

@@ -120,16 +120,35 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Load a preset YAML (if any), apply overrides, validate into ``cls``."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    data = read_preset(path) if path is not None else {}
     apply_overrides(data, list(overrides or []))
     return from_dict(cls, data)
+
+
+def read_preset(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A preset YAML as a dict. ``extends: other.yaml`` (relative to the file) loads that preset
+    first and overlays this one on it, section by section (ablation presets are a few lines)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: 'extends' cycle through {[str(p) for p in _seen]}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'extends' must be a file name, got {base!r}")
+    return _overlay(read_preset(path.parent / base, (*_seen, path.resolve())), data)
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def save(config: Any, path: str | Path) -> None:

@@ -1,5 +1,9 @@
 """``Learner``: one update of world model + actor + critic on a replay batch. Ray-free.
 
+Behaviour is learned in imagination (``behavior.kind: imagine``, DreamerV2/V3) or by latent SAC
+on the replayed posterior features (``behavior.kind: sac``, CoRe sec. 2.3); ``self.ac`` holds
+either, and both expose ``ac.actor`` for the acting policy.
+
 The same object trains in the local runner (one process) and inside the Ray learner actor. Its
 whole state (parameters, optimiser moments, EMA copies, counters, RNG) checkpoints and restores
 exactly: the update after a restore is bit-identical to the one without it.
@@ -16,10 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recore_dist.behavior import ActorCritic, BehaviorConfig, policy_weights
+from recore_dist.behavior import ActorCritic, BehaviorConfig, LatentSAC, policy_weights, replay_transitions
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.world_model import Spaces
 from recore_dist.objectives import ObjectiveConfig, make_objective
+
 
 @dataclasses.dataclass
 class OptimConfig:
@@ -125,14 +130,19 @@ class Learner:
         self.dtype = resolve_precision(cfg.precision, self.device)
         torch.manual_seed(cfg.seed)
         self.objective = make_objective(cfg.objective, cfg.model, spaces).to(self.device)
-        self.ac = ActorCritic(cfg.model, cfg.behavior, action_dim=spaces.action_dim,
-                              discrete=spaces.discrete).to(self.device)
+        self.sac = cfg.behavior.kind == "sac"
+        behavior = LatentSAC if self.sac else ActorCritic
+        self.ac = behavior(cfg.model, cfg.behavior, action_dim=spaces.action_dim,
+                           discrete=spaces.discrete).to(self.device)
         if cfg.compile:
             self._compile()
         self.wm_params = [p for p in self.objective.parameters() if p.requires_grad]
         self.model_opt = _adam(self.wm_params, cfg.model_opt, self.device)
         self.actor_opt = _adam(list(self.ac.actor.parameters()), cfg.actor_opt, self.device)
         self.critic_opt = _adam(list(self.ac.critic.parameters()), cfg.critic_opt, self.device)
+        if self.sac:
+            self.alpha_opt_cfg = OptimConfig(lr=cfg.behavior.sac.alpha_lr)
+            self.alpha_opt = _adam([self.ac.log_alpha], self.alpha_opt_cfg, self.device)
         self.updates = 0
         self.skipped = 0
 
@@ -141,17 +151,19 @@ class Learner:
         the imagined step (actor sample + prior step). Each becomes a few fused kernels in place
         of ~40 small ops (GRU gates, softmax, unimix, inverse-CDF sampling, one-hot). They are
         compiled as instance attributes, so parameter names, checkpoints and policy snapshots are
-        unchanged."""
+        unchanged. Latent SAC does not imagine, so only the posterior step is compiled for it."""
         rssm = self.objective.wm.rssm
         rssm.obs_step = torch.compile(rssm.obs_step, dynamic=False)
-        self.ac.imagine_step = torch.compile(self.ac.imagine_step, dynamic=False)
+        if not self.sac:
+            self.ac.imagine_step = torch.compile(self.ac.imagine_step, dynamic=False)
 
     @property
     def wm(self):
         return self.objective.wm
 
     def param_counts(self) -> dict[str, int]:
-        """Trainable parameters: world model (+ objective heads), actor, critic, total."""
+        """Trainable parameters: world model (+ objective heads), actor, critic (both Q nets for
+        SAC; its one temperature parameter is left out), total."""
         counts = {"world_model": sum(p.numel() for p in self.wm_params),
                   "actor": sum(p.numel() for p in self.ac.actor.parameters()),
                   "critic": sum(p.numel() for p in self.ac.critic.parameters())}
@@ -179,7 +191,8 @@ class Learner:
 
     # ------------------------------------------------------------------------ update
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One world-model step, then one actor and one critic step on imagined rollouts.
+        """One world-model step, then one actor and one critic step: on imagined rollouts
+        (``imagine``) or on the batch's transitions (``sac``, also one temperature step).
 
         Returns:
             Every loss term (``loss/*``), world-model diagnostics (``wm/*``), actor-critic
@@ -191,6 +204,25 @@ class Learner:
         self.objective.train()
         with self.autocast():
             wm_loss, metrics, post = self.objective(data)
+        if self.sac:
+            behavior_losses = self._update_sac(data, wm_loss, post, metrics)
+        else:
+            behavior_losses = self._update_imagine(data, wm_loss, post, metrics)
+        self.objective.after_step()
+        self.ac.after_step()
+        self.updates += 1
+        metrics["loss/world_model"] = wm_loss.detach()
+        metrics.update(behavior_losses)
+        values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(())
+                              for v in metrics.values()]).cpu().tolist()
+        out = dict(zip(metrics, values))
+        out["learner/updates"] = float(self.updates)
+        out["learner/skipped"] = float(self.skipped)
+        return out
+
+    def _update_imagine(self, data: dict[str, Tensor], wm_loss: Tensor, post: dict[str, Tensor],
+                        metrics: dict[str, Tensor]) -> dict[str, Tensor]:
+        """World-model step, then actor and critic steps on rollouts imagined from ``post``."""
         metrics["opt/model_grad_norm"] = self._step(self.model_opt, self.wm_params, wm_loss, self.cfg.model_opt)
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = (~data["is_terminal"]).flatten()
@@ -202,28 +234,60 @@ class Learner:
         metrics["opt/actor_grad_norm"] = self._step(self.actor_opt, actor_params, actor_loss, self.cfg.actor_opt)
         metrics["opt/critic_grad_norm"] = self._step(self.critic_opt, critic_params, critic_loss,
                                                      self.cfg.critic_opt)
-        self.objective.after_step()
-        self.ac.after_step()
-        self.updates += 1
-        metrics.update({"loss/world_model": wm_loss.detach(), "loss/actor": actor_loss.detach(),
-                        "loss/critic": critic_loss.detach()})
-        values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(())
-                              for v in metrics.values()]).cpu().tolist()
-        out = dict(zip(metrics, values))
-        out["learner/updates"] = float(self.updates)
-        out["learner/skipped"] = float(self.skipped)
-        return out
+        return {"loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach()}
+
+    def _update_sac(self, data: dict[str, Tensor], wm_loss: Tensor, post: dict[str, Tensor],
+                    metrics: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Latent SAC on the batch's own transitions (CoRe A.3: ``J_M``, ``J_Q``, ``J_pi`` in turn).
+
+        With ``critic_grad_to_model`` the critic loss on non-detached features joins the
+        world-model loss in one backward pass that steps both optimisers (CoRe appendix C.2);
+        otherwise the critic trains on detached features of the same forward pass.
+        """
+        sac, to_model = self.ac, self.cfg.behavior.sac.critic_grad_to_model
+        critic_params = list(sac.critic.parameters())
+        with self.autocast():
+            feat = self.wm.feat(post)  # [B, T, F]
+            critic_loss, ac_metrics = sac.critic_loss(replay_transitions(feat if to_model else feat.detach(), data))
+        if to_model:
+            norms = self._steps(wm_loss + critic_loss, [(self.model_opt, self.wm_params, self.cfg.model_opt),
+                                                        (self.critic_opt, critic_params, self.cfg.critic_opt)])
+            metrics["opt/model_grad_norm"], metrics["opt/critic_grad_norm"] = norms
+        else:
+            metrics["opt/model_grad_norm"] = self._step(self.model_opt, self.wm_params, wm_loss, self.cfg.model_opt)
+            metrics["opt/critic_grad_norm"] = self._step(self.critic_opt, critic_params, critic_loss,
+                                                         self.cfg.critic_opt)
+        with self.autocast():
+            actor_loss, alpha_loss, actor_metrics = sac.actor_loss(feat.detach().flatten(0, 1))
+        metrics.update(ac_metrics)
+        metrics.update(actor_metrics)
+        actor_params = list(sac.actor.parameters())
+        metrics["opt/actor_grad_norm"] = self._step(self.actor_opt, actor_params, actor_loss, self.cfg.actor_opt)
+        if sac.learns_alpha:
+            metrics["opt/alpha_grad_norm"] = self._step(self.alpha_opt, [sac.log_alpha], alpha_loss,
+                                                        self.alpha_opt_cfg)
+        return {"loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach(),
+                "loss/alpha": alpha_loss.detach()}
 
     def _step(self, opt: torch.optim.Optimizer, params: list[Tensor], loss: Tensor, cfg: OptimConfig) -> Tensor:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip, foreach=True)
-        if not (math.isfinite(float(loss.detach())) and math.isfinite(float(norm))):
+        return self._steps(loss, [(opt, params, cfg)])[0]
+
+    def _steps(self, loss: Tensor, groups: list[tuple[torch.optim.Optimizer, list[Tensor], OptimConfig]],
+               ) -> list[Tensor]:
+        """One backward pass of ``loss``, then each optimiser steps its parameters (each group's
+        gradient norm clipped on its own); all are skipped when anything is non-finite."""
+        for opt, _, _ in groups:
             opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = [torch.nn.utils.clip_grad_norm_(params, cfg.clip, foreach=True) for _, params, cfg in groups]
+        if not (math.isfinite(float(loss.detach())) and all(math.isfinite(float(n)) for n in norms)):
+            for opt, _, _ in groups:
+                opt.zero_grad(set_to_none=True)
             self.skipped += 1
-            return norm.detach()
-        opt.step()
-        return norm.detach()
+            return [n.detach() for n in norms]
+        for opt, _, _ in groups:
+            opt.step()
+        return [n.detach() for n in norms]
 
     # ------------------------------------------------------------------------ weights
     def policy_weights(self) -> dict[str, np.ndarray]:
@@ -236,7 +300,8 @@ class Learner:
                 "model_opt": self.model_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
                 "critic_opt": self.critic_opt.state_dict(), "updates": self.updates, "skipped": self.skipped,
                 "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []}
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                **({"alpha_opt": self.alpha_opt.state_dict()} if self.sac else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.objective.load_state_dict(state["objective"])
@@ -244,6 +309,8 @@ class Learner:
         self.model_opt.load_state_dict(state["model_opt"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
+        if self.sac:
+            self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.updates, self.skipped = int(state["updates"]), int(state["skipped"])
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"] and self.device.type == "cuda":

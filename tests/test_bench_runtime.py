@@ -36,3 +36,24 @@ def test_bench_scaling_on_one_and_two_nodes():
     setups = [row["setup"] for row in r["rows"]]
     assert setups[0] == "1 node" and setups[1].startswith("2 nodes")
     assert r["rows"][1]["nodes_used"] == 2 and all(row["one"] > 0 and row["two"] > 0 for row in r["rows"])
+
+
+def test_bench_compare_trains_and_evaluates_each_method_on_both_splits(tmp_path):
+    from tests.learner_utils import TINY_MODEL
+
+    tiny = [f"learner.model.{k}={v}" for k, v in TINY_MODEL.items()]
+    small = [*tiny, "env.size=32", "replay.prefill=64", "replay.chunk_length=16", "learner.batch_size=4",
+             "learner.batch_length=8", "ray.envs_per_runner=2", "ray.train_seconds=1.0", "ray.collect_steps=8",
+             "eval.num_envs=1"]
+    args = ["compare", "--minutes", "0.4", "--methods", "core,coral", "--episodes", "1", "--logdir", str(tmp_path)]
+    for item in small:
+        args += ["--set", item]
+    r = _bench(*args)
+    assert [row["method"] for row in r["rows"]] == ["core", "coral"]
+    assert "camera" in r["interventions"] and r["dynamic"]  # the distracted task of the preset
+    for row in r["rows"]:
+        assert row["updates"] > 0 and row["env_steps"] > 0 and row["params"] > 0
+        assert row["train"] > 0 and row["heldout"] > 0
+        assert row["heldout_over_train"] == pytest.approx(row["heldout"] / row["train"])
+    assert r["random_train"] > 0 and r["random_heldout"] > 0
+    assert {run["method"] for run in r["runs"]} == {"core", "coral"}

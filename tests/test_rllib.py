@@ -3,25 +3,25 @@ local Ray) build / train / save / restore and a Tune run with a small search and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.learner_utils import TINY_MODEL
+from tests.test_ray_runtime import ray_cluster  # noqa: F401 - the module-scoped local Ray fixture
 
 rllib = pytest.importorskip("recore_dist.rllib")
 ReCoReConfig = rllib.ReCoReConfig
 
 
-def small_config(**training) -> "ReCoReConfig":
+def small_config(config_cls=None, **training) -> "ReCoReConfig":
     """Tiny model, 32 px, short iterations: real actors, a few seconds per iteration."""
     recore = {"learner": {"model": dict(TINY_MODEL), "behavior": {"horizon": 4}, "device": "cpu", "threads": 1},
               "replay": {"capacity": 20_000, "chunk_length": 16, "prefill": 64},
               "eval": {"episodes": 1, "num_envs": 1},
               "ray": {"train_seconds": 1.0, "collect_steps": 8, "shards": 2, "insert_timeout": 5.0}}
-    return (ReCoReConfig()
+    return ((config_cls or ReCoReConfig)()
             .environment("dmc:cartpole-swingup", env_config={"size": 32, "interventions": "colour,background"})
             .env_runners(num_env_runners=2, num_envs_per_env_runner=1)
             .training(batch_size_B=4, batch_length_T=8, training_ratio=8.0, recore=recore, **training)
@@ -73,22 +73,24 @@ def test_importing_registers_the_trainable_and_env_names():
         env.close()
 
 
+@pytest.mark.parametrize("name, objective", [("ReCoRe", "recore"), ("CoRe", "core"), ("HRSSM", "hrssm"),
+                                             ("CoRAL", "coral")])
+def test_variants_are_registered_by_name_with_their_objective(name, objective, tmp_path):
+    from ray.tune.registry import TRAINABLE_CLASS, _global_registry
+
+    algo_cls = _global_registry.get(TRAINABLE_CLASS, name)
+    assert algo_cls is rllib.ALGORITHMS[name] and algo_cls.__name__ == name
+    config = algo_cls.get_default_config()
+    assert config.algo_class is algo_cls and config.objective == objective
+    config.validate()
+    cfg = config.to_train_config(str(tmp_path))
+    assert cfg.learner.objective.name == objective
+    assert cfg.learner.behavior.kind == ("sac" if name == "CoRe" else "imagine")  # CoRe acts with latent SAC
+
+
 # ------------------------------------------------------------------------------------------ slow
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    from recore_dist.envs.gl import ensure_mujoco_gl
-
-    ensure_mujoco_gl()
-    ray.init(num_cpus=12, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"MUJOCO_GL": os.environ["MUJOCO_GL"], "OMP_NUM_THREADS": "1"}})
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.slow
-def test_build_train_save_restore_continues_from_the_same_counters(ray_session, tmp_path):
+def test_build_train_save_restore_continues_from_the_same_counters(ray_cluster, tmp_path):
     from ray.rllib.algorithms.algorithm import Algorithm
 
     algo = small_config().evaluation(evaluation_interval=2).build_algo()
@@ -126,7 +128,7 @@ def test_build_train_save_restore_continues_from_the_same_counters(ray_session, 
 
 
 @pytest.mark.slow
-def test_tune_runs_recore_by_name_with_a_search_and_checkpoints(ray_session, tmp_path):
+def test_tune_runs_recore_by_name_with_a_search_and_checkpoints(ray_cluster, tmp_path):
     from ray import tune
 
     config = small_config().training(training_ratio=tune.grid_search([4.0, 8.0])).env_runners(num_env_runners=1)
@@ -146,3 +148,19 @@ def test_tune_runs_recore_by_name_with_a_search_and_checkpoints(ray_session, tmp
         assert (Path(result.checkpoint.path) / "recore" / "learner.pt").is_file()
     best = results.get_best_result()
     assert best.metrics["env_runners"]["num_env_steps_sampled_lifetime"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["CoRe", "HRSSM", "CoRAL"])
+def test_variants_train_through_tune_by_name(ray_cluster, tmp_path, name):
+    from ray import tune
+
+    config = small_config(rllib.ALGORITHMS[name].config_class).env_runners(num_env_runners=1)
+    assert config.to_train_config("x").learner.behavior.kind == ("sac" if name == "CoRe" else "imagine")
+    results = tune.Tuner(name, param_space=config,
+                         run_config=tune.RunConfig(storage_path=str(tmp_path), stop={
+                             "learners/num_updates_lifetime": 1, "training_iteration": 8})).fit()
+    assert not results.errors
+    result = results[0]
+    assert result.metrics["env_runners"]["num_env_steps_sampled_lifetime"] > 0
+    assert result.metrics["learners"]["num_updates_lifetime"] > 0

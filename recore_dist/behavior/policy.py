@@ -3,10 +3,15 @@
 Built from the same configs as the learner and loaded from a weights snapshot
 (``Learner.policy_weights()``: a flat ``{name: numpy array}`` dict, so it crosses process and
 machine boundaries as plain arrays). It filters each env's observations with the posterior and
-samples (``explore=True``) or takes the mode of the actor.
+samples (``explore=True``) or takes the mode of the actor. The encoder reads the modalities the
+objective's world model reads (``encoder_modalities``): the image, or image and proprioception
+for CoRAL.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,30 +19,46 @@ from torch import nn
 
 from recore_dist.behavior.actor_critic import Actor, BehaviorConfig
 from recore_dist.models.config import ModelConfig
-from recore_dist.models.nets import ConvEncoder
 from recore_dist.models.rssm import RSSM, State
-from recore_dist.models.world_model import Spaces
+from recore_dist.models.world_model import IMAGE_ONLY, MultiEncoder, Spaces, encoder_inputs, make_encoder
 
 Weights = dict[str, np.ndarray]
+
+
+def encoder_modalities(objective: Any) -> tuple[str, ...]:
+    """Observation fields the world model of an ``ObjectiveConfig`` encodes: the selected
+    objective's ``modalities`` when its settings declare them (CoRAL), else ``("image",)``."""
+    settings = getattr(objective, objective.name, None)
+    return tuple(getattr(settings, "modalities", IMAGE_ONLY))
 
 
 class PolicyNet(nn.Module):
     """The modules a policy needs, named exactly as in the learner (``wm.encoder``, ...)."""
 
-    def __init__(self, model: ModelConfig, behavior: BehaviorConfig, spaces: Spaces):
+    def __init__(self, model: ModelConfig, behavior: BehaviorConfig, spaces: Spaces, *,
+                 modalities: tuple[str, ...] = IMAGE_ONLY):
         super().__init__()
-        self.encoder = ConvEncoder(channels=spaces.image_channels, size=model.image_size, depth=model.cnn_depth,
-                                   layers=model.cnn_layers, channels_last=False)
+        self.encoder = make_encoder(model, spaces, modalities, channels_last=False)
         self.rssm = RSSM(model, embed_dim=self.encoder.embed_dim, action_dim=spaces.action_dim)
         self.actor = Actor(model, behavior, action_dim=spaces.action_dim, discrete=spaces.discrete)
 
 
 class Policy:
-    """Acts in ``num_envs`` envs at once, carrying each env's recurrent state and last action."""
+    """Acts in ``num_envs`` envs at once, carrying each env's recurrent state and last action.
+
+    Args:
+        model, behavior: the learner's configs.
+        spaces: the env's spaces (``proprio_dim`` when proprioception is encoded).
+        num_envs: envs stepped together.
+        modalities: observation fields the encoder reads (``encoder_modalities(objective cfg)``);
+            they are the policy's ``obs_keys``.
+        device: torch device.
+    """
 
     def __init__(self, model: ModelConfig, behavior: BehaviorConfig, spaces: Spaces, *, num_envs: int,
-                 device: str = "cpu"):
-        self.net = PolicyNet(model, behavior, spaces).to(device).eval()
+                 modalities: tuple[str, ...] = IMAGE_ONLY, device: str = "cpu"):
+        self.net = PolicyNet(model, behavior, spaces, modalities=modalities).to(device).eval()
+        self.obs_keys: tuple[str, ...] = tuple(modalities)
         self.spaces, self.num_envs, self.device = spaces, num_envs, torch.device(device)
         self.version = -1
         self.reset()
@@ -58,21 +79,39 @@ class Policy:
         self.net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in weights.items()})
         self.version = version
 
+    def _embed(self, obs: Mapping[str, np.ndarray] | np.ndarray) -> torch.Tensor:
+        """Observation fields ``[N, ...]`` (or the bare uint8 image ``[N, H, W, C]``) -> ``[N, E]``."""
+        fields = obs if isinstance(obs, Mapping) else {"image": obs}
+        missing = [k for k in self.obs_keys if k not in fields]
+        if missing:
+            raise ValueError(f"policy reads observation fields {list(self.obs_keys)}; missing {missing} "
+                             f"in {sorted(fields)}")
+        raw = {k: torch.as_tensor(np.asarray(fields[k]), device=self.device) for k in self.obs_keys}
+        for k, value in raw.items():
+            if value.shape[0] != self.num_envs:
+                raise ValueError(f"obs[{k!r}] has {value.shape[0]} rows for {self.num_envs} envs: {tuple(value.shape)}")
+        inputs = encoder_inputs(raw, self.obs_keys)
+        if isinstance(self.net.encoder, MultiEncoder):
+            return self.net.encoder(inputs)
+        return self.net.encoder(inputs["image"])
+
     @torch.inference_mode()
-    def act(self, image: np.ndarray, is_first: np.ndarray, *, explore: bool = True) -> np.ndarray:
+    def act(self, obs: Mapping[str, np.ndarray] | np.ndarray, is_first: np.ndarray, *,
+            explore: bool = True) -> np.ndarray:
         """One step for every env.
 
         Args:
-            image: uint8 ``[N, H, W, C]``.
+            obs: the observation dict (at least the fields of ``obs_keys``, each ``[N, ...]``:
+                uint8 ``image [N, H, W, C]``, float ``proprio [N, P]``), or for an image-only
+                policy the uint8 image array ``[N, H, W, C]`` itself.
             is_first: bool ``[N]``; the env's state resets there.
             explore: sample from the actor (training) or take its mode (evaluation).
 
         Returns:
             float32 actions ``[N, A]`` (one-hot for discrete actions).
         """
-        x = torch.as_tensor(image, device=self.device).permute(0, 3, 1, 2).float().div_(255.0)
         first = torch.as_tensor(np.asarray(is_first, bool), device=self.device)
-        embed_h = self.net.rssm.post_embed(self.net.encoder(x))
+        embed_h = self.net.rssm.post_embed(self._embed(obs))
         self.state = self.net.rssm.obs_step(self.state, self.prev_action, embed_h, first)
         dist = self.net.actor(RSSM.feat(self.state))
         action = dist.sample()[0] if explore else dist.mode()
@@ -81,7 +120,9 @@ class Policy:
 
 
 def policy_weights(wm_encoder: nn.Module, rssm: nn.Module, actor: nn.Module) -> Weights:
-    """Flat numpy snapshot of the policy's modules, named as in ``PolicyNet``."""
+    """Flat numpy snapshot of the policy's modules, named as in ``PolicyNet`` (the encoder's own
+    names: ``encoder.convs.*`` for the image CNN, ``encoder.image.*``/``encoder.proprio.*`` for a
+    ``MultiEncoder``)."""
     out: Weights = {}
     for prefix, module in (("encoder", wm_encoder), ("rssm", rssm), ("actor", actor)):
         for name, value in module.state_dict().items():

@@ -47,6 +47,9 @@ class ModelConfig:
     """Channels of the last layer of the target decoder (doubled towards the 4x4 map)."""
     channels_last: bool = True
     """Run convolutions in channels-last memory format (faster with oneDNN on CPU)."""
+    gating: bool = False
+    """Multiply a learned pixel-level sigmoid mask into the image before the encoder (CoRe's
+    diagnostic, ``models/gating.py``); the masks are logged as TensorBoard images."""
 
     def __post_init__(self) -> None:
         if self.size != "custom":

@@ -31,8 +31,13 @@ class ConvEncoder(nn.Module):
     than SiLU on CPU); then flatten and LayerNorm. 64 px -> 4x4, 84 px -> 5x5.
     """
 
-    def __init__(self, *, channels: int, size: int, depth: int, layers: int, channels_last: bool = True):
+    def __init__(self, *, channels: int, size: int, depth: int, layers: int, channels_last: bool = True,
+                 gating: bool = False):
         super().__init__()
+        from recore_dist.models.gating import PixelGate
+
+        self.gate = PixelGate(channels) if gating else None
+        self.last_mask: Tensor | None = None  # the gate's latest mask [N, 1, H, W] (for summaries)
         mods: list[nn.Module] = []
         inp = channels
         for i in range(layers):
@@ -47,6 +52,9 @@ class ConvEncoder(nn.Module):
 
     def forward(self, image: Tensor) -> Tensor:
         x = image  # [N, C, H, W] in [0, 1]; the first conv's bias absorbs any centring
+        if self.gate is not None:  # CoRe's pixel-level gating: a learned mask multiplied in
+            x, mask = self.gate(x)
+            self.last_mask = mask.detach()
         if self.channels_last:  # one copy to the conv layout and the autocast dtype (not two)
             device = x.device.type
             dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype

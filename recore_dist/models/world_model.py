@@ -1,15 +1,28 @@
-"""``WorldModel``: encoder + RSSM + heads, shared by every objective (ReCoRe, Recon, ...)."""
+"""``WorldModel``: encoder + RSSM + heads, shared by every objective (ReCoRe, Recon, CoRAL, ...).
+
+The encoder reads the ``image`` (a CNN, the default, so image-only models keep their parameter
+names) or several modalities at once: a ``MultiEncoder`` with one encoder per modality (the CNN
+for ``image``, an MLP for ``proprio``) whose embeddings are concatenated before the RSSM
+posterior (CoRAL, Becker et al. 2023, arXiv 2302.05342, sec. 3: a joint representation of all
+sensors).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
+import torch
 from torch import Tensor, nn
 
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.heads import Projection, ScalarHead, TargetDecoder
-from recore_dist.models.nets import ConvEncoder
+from recore_dist.models.nets import ConvEncoder, mlp
 from recore_dist.models.rssm import RSSM, State
+
+MODALITIES: tuple[str, ...] = ("image", "proprio")
+"""Observation fields an encoder can read."""
+IMAGE_ONLY: tuple[str, ...] = ("image",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +39,102 @@ class Spaces:
     """Semantic classes of the ``segmentation`` target (0 when absent)."""
     max_depth: float = 10.0
     """Depth clip in metres; depth targets are divided by it."""
+    proprio_dim: int = 0
+    """Width of the ``proprio`` observation (0 when absent); read only by models that encode it."""
+
+
+def symlog(x: Tensor) -> Tensor:
+    """``sign(x) * log(1 + |x|)`` (DreamerV3 eq. 1): squashes vector inputs and targets."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+class ProprioEncoder(nn.Module):
+    """Proprioception ``[N, P]`` -> ``[N, hidden]``: symlog inputs (DreamerV3's vector encoder),
+    then ``mlp_layers`` x [Linear, LayerNorm, SiLU]."""
+
+    def __init__(self, cfg: ModelConfig, proprio_dim: int):
+        super().__init__()
+        if proprio_dim < 1:
+            raise ValueError(f"a proprio encoder needs Spaces.proprio_dim >= 1 (the env's proprio width), "
+                             f"got {proprio_dim}")
+        self.proprio_dim = proprio_dim
+        self.net = mlp(proprio_dim, cfg.hidden, max(1, cfg.mlp_layers))
+        self.embed_dim = cfg.hidden
+
+    def forward(self, proprio: Tensor) -> Tensor:
+        return self.net(symlog(proprio.float()))
+
+
+class MultiEncoder(nn.Module):
+    """One encoder per modality (attributes named after the fields: ``image``, ``proprio``);
+    ``forward`` concatenates their embeddings in ``modalities`` order.
+
+    Inputs are dicts of ``[N, ...]`` tensors: ``image`` float ``[N, C, H, W]`` in [0, 1],
+    ``proprio`` float ``[N, P]``.
+    """
+
+    def __init__(self, cfg: ModelConfig, spaces: Spaces, modalities: tuple[str, ...], *, channels_last: bool):
+        super().__init__()
+        self.modalities = tuple(modalities)
+        for name in self.modalities:
+            if name == "image":
+                self.image = _conv_encoder(cfg, spaces, channels_last)
+            else:
+                self.proprio = ProprioEncoder(cfg, spaces.proprio_dim)
+        self.embed_dims = {name: getattr(self, name).embed_dim for name in self.modalities}
+        self.embed_dim = sum(self.embed_dims.values())
+
+    def parts(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Per-modality embeddings ``{name: [N, E_name]}``."""
+        missing = [name for name in self.modalities if name not in inputs]
+        if missing:
+            raise ValueError(f"encoder reads {list(self.modalities)}; missing {missing} in {sorted(inputs)}")
+        return {name: getattr(self, name)(inputs[name]) for name in self.modalities}
+
+    def fuse(self, parts: Mapping[str, Tensor]) -> Tensor:
+        """Concatenate per-modality embeddings (``[..., E_name]`` each) in ``modalities`` order."""
+        dtype = parts[self.modalities[0]].dtype
+        return torch.cat([parts[name].to(dtype) for name in self.modalities], -1)
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        return self.fuse(self.parts(inputs))  # [N, E]
+
+
+def _conv_encoder(cfg: ModelConfig, spaces: Spaces, channels_last: bool) -> ConvEncoder:
+    return ConvEncoder(channels=spaces.image_channels, size=cfg.image_size, depth=cfg.cnn_depth,
+                       layers=cfg.cnn_layers, channels_last=channels_last, gating=cfg.gating)
+
+
+def check_modalities(modalities: tuple[str, ...]) -> tuple[str, ...]:
+    modalities = tuple(modalities)
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown or "image" not in modalities or len(set(modalities)) != len(modalities):
+        raise ValueError(f"modalities {modalities} must be distinct fields of {list(MODALITIES)} including 'image'")
+    return modalities
+
+
+def make_encoder(cfg: ModelConfig, spaces: Spaces, modalities: tuple[str, ...] = IMAGE_ONLY, *,
+                 channels_last: bool) -> ConvEncoder | MultiEncoder:
+    """The encoder for ``modalities``: the bare CNN for ``("image",)`` (so image-only models keep
+    their parameter names ``encoder.convs.*``), else a ``MultiEncoder`` (``encoder.image.*``,
+    ``encoder.proprio.*``). Learner and policy both build theirs here."""
+    modalities = check_modalities(modalities)
+    if modalities == IMAGE_ONLY:
+        return _conv_encoder(cfg, spaces, channels_last)
+    return MultiEncoder(cfg, spaces, modalities, channels_last=channels_last)
+
+
+def encoder_inputs(fields: Mapping[str, Tensor], modalities: tuple[str, ...]) -> dict[str, Tensor]:
+    """Raw observation fields (any leading dims) -> encoder inputs: ``image`` uint8 ``[..., H, W, C]``
+    -> float ``[..., C, H, W]`` in [0, 1]; ``proprio`` -> float32."""
+    out = {}
+    for name in modalities:
+        value = fields[name]
+        if name == "image":
+            out[name] = torch.div(value.movedim(-1, -3), 255.0)  # uint8 -> float32, input untouched
+        else:
+            out[name] = value.float()
+    return out
 
 
 class WorldModel(nn.Module):
@@ -38,14 +147,16 @@ class WorldModel(nn.Module):
             ReCoRe or ``("image",)`` for the reconstruction baseline. ``image`` decodes at
             full resolution; the invariant targets at ``cfg.target_size``.
         projection: build the contrastive projection heads.
+        modalities: observation fields the encoder reads; ``("image",)`` (default) builds the
+            bare CNN, more build a ``MultiEncoder`` (``proprio`` needs ``spaces.proprio_dim``).
     """
 
     def __init__(self, cfg: ModelConfig, spaces: Spaces, *, decoders: tuple[str, ...] = (),
-                 projection: bool = False):
+                 projection: bool = False, modalities: tuple[str, ...] = IMAGE_ONLY):
         super().__init__()
         self.cfg, self.spaces = cfg, spaces
-        self.encoder = ConvEncoder(channels=spaces.image_channels, size=cfg.image_size, depth=cfg.cnn_depth,
-                                   layers=cfg.cnn_layers, channels_last=cfg.channels_last)
+        self.modalities = check_modalities(modalities)
+        self.encoder = make_encoder(cfg, spaces, self.modalities, channels_last=cfg.channels_last)
         self.rssm = RSSM(cfg, embed_dim=self.encoder.embed_dim, action_dim=spaces.action_dim)
         self.reward = ScalarHead(cfg)
         self.cont = ScalarHead(cfg)
@@ -59,14 +170,37 @@ class WorldModel(nn.Module):
             self.project_feat = Projection(cfg.feat, cfg.hidden, cfg.projection)
             self.project_embed = Projection(self.encoder.embed_dim, cfg.hidden, cfg.projection)
 
+    @property
+    def multimodal(self) -> bool:
+        return isinstance(self.encoder, MultiEncoder)
+
     @staticmethod
     def images(image: Tensor) -> Tensor:
         """uint8 ``[B, T, H, W, C]`` -> float ``[B, T, C, H, W]`` in [0, 1]."""
         return image.permute(0, 1, 4, 2, 3).float().div_(255.0)
 
     def encode(self, images: Tensor) -> Tensor:
-        """float ``[B, T, C, H, W]`` -> embeddings ``[B, T, E]``."""
+        """float ``[B, T, C, H, W]`` -> embeddings ``[B, T, E]`` (image-only models; a multimodal
+        model embeds with ``embed``/``encode_parts``)."""
+        if self.multimodal:
+            raise ValueError(f"this world model encodes {list(self.modalities)}: use embed(batch) or encode_parts")
         return self.encoder(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+
+    def encode_parts(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Encoder inputs ``{name: [B, T, ...]}`` -> per-modality embeddings ``{name: [B, T, E_name]}``."""
+        if not self.multimodal:
+            return {"image": self.encode(inputs["image"])}
+        lead = inputs[self.modalities[0]].shape[:2]
+        parts = self.encoder.parts({name: inputs[name].flatten(0, 1) for name in self.modalities})
+        return {name: value.unflatten(0, lead) for name, value in parts.items()}
+
+    def fuse(self, parts: Mapping[str, Tensor]) -> Tensor:
+        """Per-modality embeddings -> the posterior's input ``[B, T, E]`` (concatenation)."""
+        return self.encoder.fuse(parts) if self.multimodal else parts["image"]
+
+    def embed(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Replay fields ``[B, T, ...]`` (uint8 image, float proprio) -> fused embeddings ``[B, T, E]``."""
+        return self.fuse(self.encode_parts(encoder_inputs(batch, self.modalities)))
 
     def observe(self, embed: Tensor, action: Tensor, is_first: Tensor,
                 state: State | None = None) -> tuple[State, Tensor]:

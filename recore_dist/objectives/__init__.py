@@ -9,24 +9,35 @@ from recore_dist.models.config import ModelConfig
 from recore_dist.models.world_model import Spaces
 from recore_dist.objectives.base import DynamicsConfig, Objective
 from recore_dist.objectives.contrastive import info_nce
+from recore_dist.objectives.coral import CoRAL, CoRALConfig
+from recore_dist.objectives.core import CoRe, CoReConfig
+from recore_dist.objectives.hrssm import HRSSM, HRSSMConfig
 from recore_dist.objectives.recon import Recon, ReconConfig
 from recore_dist.objectives.recore import ReCoRe, ReCoReConfig
 
-OBJECTIVES = {"recore": ReCoRe, "recon": Recon}
+OBJECTIVES = {"recore": ReCoRe, "recon": Recon, "core": CoRe, "hrssm": HRSSM, "coral": CoRAL}
 
 
 @dataclasses.dataclass
 class ObjectiveConfig:
     """Which world-model objective trains the model, and each objective's settings."""
 
-    name: Literal["recore", "recon"] = "recore"
-    """Objective: ``recore`` (contrastive + invariant regulariser) or ``recon`` (pixel baseline)."""
+    name: Literal["recore", "recon", "core", "hrssm", "coral"] = "recore"
+    """Objective: ``recore`` (contrastive + invariant regulariser), ``recon`` (pixel baseline),
+    ``core`` (contrastive prediction from the prior), ``hrssm`` (masked + EMA raw branch,
+    latent reconstruction, bisimulation) or ``coral`` (per-modality losses)."""
     dynamics: DynamicsConfig = dataclasses.field(default_factory=DynamicsConfig)
     """KL / reward / continue weights shared by every objective."""
     recore: ReCoReConfig = dataclasses.field(default_factory=ReCoReConfig)
     """Settings used when ``name`` is ``recore``."""
     recon: ReconConfig = dataclasses.field(default_factory=ReconConfig)
     """Settings used when ``name`` is ``recon``."""
+    core: CoReConfig = dataclasses.field(default_factory=CoReConfig)
+    """Settings used when ``name`` is ``core``."""
+    hrssm: HRSSMConfig = dataclasses.field(default_factory=HRSSMConfig)
+    """Settings used when ``name`` is ``hrssm``."""
+    coral: CoRALConfig = dataclasses.field(default_factory=CoRALConfig)
+    """Settings used when ``name`` is ``coral``."""
 
 
 def make_objective(cfg: ObjectiveConfig, model: ModelConfig, spaces: Spaces) -> Objective:
@@ -35,5 +46,6 @@ def make_objective(cfg: ObjectiveConfig, model: ModelConfig, spaces: Spaces) -> 
     return cls(model, spaces, cfg.dynamics, getattr(cfg, cfg.name))
 
 
-__all__ = ["OBJECTIVES", "DynamicsConfig", "Objective", "ObjectiveConfig", "ReCoRe", "ReCoReConfig",
-           "Recon", "ReconConfig", "info_nce", "make_objective"]
+__all__ = ["HRSSM", "OBJECTIVES", "CoRAL", "CoRALConfig", "CoRe", "CoReConfig", "DynamicsConfig", "HRSSMConfig",
+           "Objective", "ObjectiveConfig", "ReCoRe", "ReCoReConfig", "Recon", "ReconConfig", "info_nce",
+           "make_objective"]

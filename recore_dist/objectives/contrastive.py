@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,3 +49,49 @@ class InverseTemperature(nn.Module):
 
     def forward(self) -> Tensor:
         return self.log_value.exp().clamp(self.minimum, self.maximum)
+
+
+def info_nce_two_sided(x: Tensor, y: Tensor, inverse_temperature: Tensor | float, *,
+                       negatives: Literal["batch", "sequence"] = "batch", valid: Tensor | None = None,
+                       normalize: bool = True) -> tuple[Tensor, Tensor]:
+    """CoRe's two-sided InfoNCE (Srivastava et al. 2021, eq. 1) over ``[B, T]`` pairs.
+
+    Pair ``(x_{i,t}, y_{i,t})`` is positive. With ``s(n, m) = lambda <x_n, y_m>`` over the ``N = B*T``
+    flattened pairs, the ``x -> y`` term is ``-s(n, n) + log sum_m exp s(n, m)`` (an observation
+    picks its prediction among the predictions) and the ``y -> x`` term is
+    ``-s(n, n) + log sum_m exp s(m, n)`` (a prediction picks its observation); the loss is the mean
+    of both over the anchors. ``negatives="batch"`` lets every other pair of the batch compete (eq. 1);
+    ``"sequence"`` only the ``T`` pairs of the anchor's own sequence (CoRe fig. 3, bottom).
+
+    Args:
+        x: ``[B, T, D]`` observation encodings.
+        y: ``[B, T, D]`` predicted encodings.
+        inverse_temperature: scalar ``lambda``.
+        negatives: which pairs compete with the positive.
+        valid: ``[B, T]`` bool; only these rows are anchors (every row still serves as a negative).
+        normalize: L2-normalise ``x`` and ``y`` first (cosine similarity); eq. 1 uses raw dot products.
+
+    Returns:
+        ``(loss, accuracy)``: the mean loss and the fraction of ``x -> y`` anchors whose positive scores highest.
+    """
+    if x.shape != y.shape or x.dim() != 3:
+        raise ValueError(f"info_nce_two_sided needs matching [B, T, D] x and y, got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+    if negatives not in ("batch", "sequence"):
+        raise ValueError(f"negatives={negatives!r} must be 'batch' or 'sequence'")
+    batch, length = x.shape[:2]
+    xf, yf = x.flatten(0, 1).float(), y.flatten(0, 1).float()  # [N, D]
+    if normalize:
+        xf, yf = F.normalize(xf, dim=-1), F.normalize(yf, dim=-1)
+    logits = inverse_temperature * (xf @ yf.T)  # [N, N]: row n = x_n against every y_m
+    if negatives == "sequence":
+        seq = torch.arange(batch, device=x.device).repeat_interleave(length)  # [N]
+        logits = logits.masked_fill(seq[:, None] != seq[None, :], float("-inf"))
+    labels = torch.arange(logits.shape[0], device=x.device)
+    x_to_y = F.cross_entropy(logits, labels, reduction="none")  # [N]
+    y_to_x = F.cross_entropy(logits.T, labels, reduction="none")  # [N]
+    weight = torch.ones_like(x_to_y) if valid is None else valid.flatten().to(x_to_y.dtype)
+    count = weight.sum().clamp(min=1.0)
+    loss = 0.5 * ((x_to_y + y_to_x) * weight).sum() / count
+    accuracy = ((logits.argmax(-1) == labels).to(weight.dtype) * weight).sum() / count
+    return loss, accuracy.detach()

@@ -38,8 +38,11 @@ class ReCoReConfig:
 
     contrastive_scale: float = 1.0
     """Weight of the InfoNCE term."""
-    aux_target: Literal["depth", "segmentation", "clean_image"] = "depth"
-    """Intervention-invariant auxiliary target (ReCoRe: depth; segmentation and denoising as options)."""
+    aux_target: Literal["depth", "segmentation", "clean_image", "image", "none"] = "depth"
+    """Intervention-invariant auxiliary target (ReCoRe: depth; segmentation and denoising as
+    options). Ablations (ReCoRe slides' table): ``none`` drops the auxiliary task ("- D");
+    ``image`` replaces it with RGB reconstruction of the observed frame ("- D + I"), which is not
+    intervention-invariant."""
     aux_scale: float = 100.0
     """Weight of the auxiliary decoder loss (squared error summed over the target's pixels, depth
     in units of ``max_depth``). A 32 px depth map has 1/12 of the values of a 64 px image and a
@@ -56,6 +59,10 @@ class ReCoReConfig:
     """Initial learned inverse temperature (clamped to [1, 100])."""
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     """Augmentations for the two views."""
+    augment_views: bool = True
+    """Augment the frames. ``False`` feeds the raw frames to the encoder (and key encoder): with
+    ``contrastive_scale=0`` that is the slides' "- CL" ablation; with augmentation on it is
+    "- CL + DA"."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ema_rate <= 1.0:
@@ -71,10 +78,11 @@ class ReCoRe(Objective):
     name = "recore"
 
     def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: ReCoReConfig):
-        wm = WorldModel(model, spaces, decoders=(cfg.aux_target,), projection=True)
+        decoders = () if cfg.aux_target == "none" else (cfg.aux_target,)
+        wm = WorldModel(model, spaces, decoders=decoders, projection=True)
         super().__init__(wm, dynamics)
         self.cfg = cfg
-        self.batch_keys = ("image", cfg.aux_target)
+        self.batch_keys = ("image", *decoders) if cfg.aux_target != "image" else ("image",)
         self.temperature = InverseTemperature(cfg.inverse_temperature)
         if cfg.key_encoder == "ema":
             self.key_encoder = ema_copy(wm.encoder)
@@ -91,21 +99,26 @@ class ReCoRe(Objective):
         self.check_batch(batch)
         images = batch["image"].permute(0, 1, 4, 2, 3).contiguous()  # uint8 [B, T, C, H, W]
         with torch.autocast(images.device.type, enabled=False):  # augment in float32
-            query_view, key_view = augment_pair(images, self.cfg.augment)  # float [0, 1]
+            if self.cfg.augment_views:
+                query_view, key_view = augment_pair(images, self.cfg.augment)  # float [0, 1]
+            else:
+                query_view = key_view = images.float().div(255.0)
         embed = self.wm.encode(query_view)  # [B, T, E]
         post, prior_stats = self.wm.observe(embed, batch["action"], batch["is_first"])
         feat = self.wm.feat(post)  # [B, T, F]
         metrics = self.dynamics_terms(post, prior_stats, feat, batch)
-        key = self._keys(key_view)  # [N, P]
-        lam = self.temperature()
-        queries = {"feat": [self.wm.project_feat(feat.flatten(0, 1))],
-                   "embed": [self.wm.project_embed(embed.flatten(0, 1))]}
-        queries["both"] = queries["feat"] + queries["embed"]
-        losses, accs = zip(*(info_nce(q, key, lam) for q in queries[self.cfg.query]))
-        metrics["loss/contrastive"] = self.cfg.contrastive_scale * sum(losses) / len(losses)
-        metrics["wm/contrastive_acc"] = sum(accs) / len(accs)
-        metrics["wm/inverse_temperature"] = lam.detach()
-        metrics.update(self.decoder_terms(feat, batch, {self.cfg.aux_target: self.cfg.aux_scale}))
+        if self.cfg.contrastive_scale > 0:  # the "- CL" ablations skip the whole term
+            key = self._keys(key_view)  # [N, P]
+            lam = self.temperature()
+            queries = {"feat": [self.wm.project_feat(feat.flatten(0, 1))],
+                       "embed": [self.wm.project_embed(embed.flatten(0, 1))]}
+            queries["both"] = queries["feat"] + queries["embed"]
+            losses, accs = zip(*(info_nce(q, key, lam) for q in queries[self.cfg.query]))
+            metrics["loss/contrastive"] = self.cfg.contrastive_scale * sum(losses) / len(losses)
+            metrics["wm/contrastive_acc"] = sum(accs) / len(accs)
+            metrics["wm/inverse_temperature"] = lam.detach()
+        if self.cfg.aux_target != "none":
+            metrics.update(self.decoder_terms(feat, batch, {self.cfg.aux_target: self.cfg.aux_scale}))
         return total(metrics), metrics, post
 
     def after_step(self) -> None:

@@ -38,7 +38,7 @@ from ray.rllib.utils.metrics import (
 )
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from recore_dist.rllib.config import ReCoReConfig
+from recore_dist.rllib.config import CoRALConfig, CoReConfig, HRSSMConfig, ReCoReConfig
 
 LEARNER_FILE = Path("recore") / "learner.pt"
 COUNTERS = "recore_counters"
@@ -47,9 +47,11 @@ COUNTERS = "recore_counters"
 class ReCoRe(Algorithm):
     """ReCoRe (and, through ``ReCoReConfig.training(objective=...)``, its relatives)."""
 
+    config_class = ReCoReConfig
+
     @classmethod
     def get_default_config(cls) -> ReCoReConfig:
-        return ReCoReConfig(cls)
+        return cls.config_class(cls)
 
     @classmethod
     def default_resource_request(cls, config):
@@ -151,3 +153,21 @@ class ReCoRe(Algorithm):
     def get_module(self, *args, **kwargs):
         raise NotImplementedError("recore-dist algorithms have no RLModule; act with recore_dist.behavior.Policy "
                                   "loaded from the learner's policy weights")
+
+
+class CoRe(ReCoRe):
+    """CoRe on the same runtime (``CoReConfig``: objective ``core``, latent SAC behaviour)."""
+
+    config_class = CoReConfig
+
+
+class HRSSM(ReCoRe):
+    """HRSSM on the same runtime (``HRSSMConfig``: objective ``hrssm``)."""
+
+    config_class = HRSSMConfig
+
+
+class CoRAL(ReCoRe):
+    """CoRAL on the same runtime (``CoRALConfig``: objective ``coral``)."""
+
+    config_class = CoRALConfig

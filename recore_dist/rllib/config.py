@@ -35,10 +35,11 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 
 from recore_dist import config as config_lib
+from recore_dist.objectives import OBJECTIVES as OBJECTIVE_CLASSES
 from recore_dist.runtime.config import EnvConfig, TrainConfig
 
 ENV_CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(EnvConfig) if f.name != "name")
-OBJECTIVES = ("recore", "recon")
+OBJECTIVES = tuple(OBJECTIVE_CLASSES)
 
 
 class ReCoReConfig(AlgorithmConfig):
@@ -56,11 +57,14 @@ class ReCoReConfig(AlgorithmConfig):
     """
 
     objective_name = "recore"
+    """The objective this config class trains by default (each variant's config sets its own)."""
+    default_recore: dict[str, Any] = {}
+    """The variant's default ``TrainConfig`` fields (e.g. CoRe's latent SAC behaviour)."""
 
     def __init__(self, algo_class=None):
-        from recore_dist.rllib.algorithm import ReCoRe
+        from recore_dist.rllib import algorithm
 
-        super().__init__(algo_class=algo_class or ReCoRe)
+        super().__init__(algo_class=algo_class or getattr(algorithm, self.algo_name))
         self.env = "dmc:cartpole-swingup"
         self.num_env_runners = 2
         self.num_envs_per_env_runner = 4
@@ -69,7 +73,7 @@ class ReCoReConfig(AlgorithmConfig):
         self.batch_size_B = 16
         self.batch_length_T = 64
         self.training_ratio = 256.0
-        self.recore: dict[str, Any] = {}
+        self.recore: dict[str, Any] = copy.deepcopy(self.default_recore)
         self.min_time_s_per_iteration = 10
         self.min_sample_timesteps_per_iteration = 0
         self.metrics_num_episodes_for_smoothing = 20
@@ -165,3 +169,30 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+class CoReConfig(ReCoReConfig):
+    """CoRe (Poudel et al. 2022): contrastive prediction of the next embedding from the RSSM prior,
+    inverse dynamics and reward heads; latent SAC behaviour by default, as in the paper."""
+
+    objective_name = "core"
+    default_recore = {"learner": {"behavior": {"kind": "sac"},  # the paper's learning rates (Table 5)
+                                  "actor_opt": {"lr": 1e-3}, "critic_opt": {"lr": 1e-3}}}
+
+
+class HRSSMConfig(ReCoReConfig):
+    """HRSSM: masked branch + EMA raw branch, latent reconstruction, bisimulation."""
+
+    objective_name = "hrssm"
+
+
+class CoRALConfig(ReCoReConfig):
+    """CoRAL: one encoder per modality; reconstruction for proprioception, contrastive for images."""
+
+    objective_name = "coral"
+
+
+ReCoReConfig.algo_name = "ReCoRe"
+CoReConfig.algo_name = "CoRe"
+HRSSMConfig.algo_name = "HRSSM"
+CoRALConfig.algo_name = "CoRAL"

@@ -20,11 +20,17 @@ EPISODE_INFO_KEYS = ("success", "spl")
 
 
 class ActingPolicy(Protocol):
-    """What the loop needs from a policy (``recore_dist.behavior.Policy`` is one)."""
+    """What the loop needs from a policy (``recore_dist.behavior.Policy`` is one).
+
+    A policy with an ``obs_keys`` attribute (a tuple of observation field names) is passed a
+    dict of those fields, ``[N, ...]`` each; one without it is passed the uint8 image array
+    ``[N, H, W, C]``.
+    """
 
     version: int
 
-    def act(self, image: np.ndarray, is_first: np.ndarray, *, explore: bool = True) -> np.ndarray: ...
+    def act(self, obs: dict[str, np.ndarray] | np.ndarray, is_first: np.ndarray, *,
+            explore: bool = True) -> np.ndarray: ...
 
     def reset(self) -> None: ...
 
@@ -77,7 +83,7 @@ class EnvLoop:
                 action = self.random_actions()
                 version = 0
             else:
-                action = self.policy.act(self.obs["image"], self.obs["is_first"], explore=explore)
+                action = self.policy.act(self._policy_obs(), self.obs["is_first"], explore=explore)
                 version = max(0, self.policy.version)
             chunked = time.perf_counter()
             if self.chunker is not None:
@@ -98,6 +104,17 @@ class EnvLoop:
             for i in np.flatnonzero(self.obs["is_last"]):
                 episodes.append(self._episode(i))
         return chunks, episodes
+
+    def _policy_obs(self) -> dict[str, np.ndarray] | np.ndarray:
+        """The observation fields the policy reads (``obs_keys``), or the image for a policy
+        that declares none."""
+        keys = getattr(self.policy, "obs_keys", None)
+        if keys is None:
+            return self.obs["image"]
+        missing = [k for k in keys if k not in self.obs]
+        if missing:
+            raise ValueError(f"policy reads observation fields {list(keys)}; the envs give {sorted(self.obs)}")
+        return {k: self.obs[k] for k in keys}
 
     def _episode(self, i: int) -> dict[str, Any]:
         info = self.infos[i]

@@ -43,6 +43,7 @@ class EnvRunner:
         import torch
 
         from recore_dist.behavior import Policy
+        from recore_dist.behavior.policy import encoder_modalities
         from recore_dist.runtime.env_loop import EnvLoop
         from recore_dist.runtime.local import make_envs, spaces_of
 
@@ -52,7 +53,8 @@ class EnvRunner:
         seed = cfg.seed + 1000 * (runner_id + 1)
         self.envs = (make_env_vector or make_envs)(cfg, "train", rt.envs_per_runner, seed)
         self.spaces = spaces_of(self.envs)
-        self.policy = Policy(cfg.learner.model, cfg.learner.behavior, self.spaces, num_envs=rt.envs_per_runner)
+        self.policy = Policy(cfg.learner.model, cfg.learner.behavior, self.spaces, num_envs=rt.envs_per_runner,
+                             modalities=encoder_modalities(cfg.learner.objective))
         self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
                             runner_id=runner_id, seed=seed)
         self.encoder = ChunkEncoder()

@@ -31,11 +31,13 @@ class Evaluator:
 
     def _loop(self, split: str):
         from recore_dist.behavior import Policy
+        from recore_dist.behavior.policy import encoder_modalities
 
         if split not in self.loops:
             cfg = self.cfg
             seed = cfg.seed + (10_000 if split == "train" else 20_000)
-            policy = Policy(cfg.learner.model, cfg.learner.behavior, self.spaces, num_envs=cfg.eval.num_envs)
+            policy = Policy(cfg.learner.model, cfg.learner.behavior, self.spaces, num_envs=cfg.eval.num_envs,
+                            modalities=encoder_modalities(cfg.learner.objective))
             envs = self.make_env_vector(cfg, split, cfg.eval.num_envs, seed)
             self.loops[split] = (EnvLoop(envs, policy, chunk_length=0, seed=seed), policy)
         return self.loops[split]

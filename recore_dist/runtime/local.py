@@ -18,6 +18,7 @@ import torch
 
 from recore_dist import config as config_lib
 from recore_dist.behavior import Policy
+from recore_dist.behavior.policy import encoder_modalities
 from recore_dist.learner import Learner
 from recore_dist.logging import Logger, Rate
 from recore_dist.models.world_model import Spaces
@@ -37,11 +38,14 @@ def make_envs(cfg: TrainConfig, split: str, num_envs: int, seed: int):
 
 
 def spaces_of(envs) -> Spaces:
-    """Model spaces from a vector env's first simulator."""
+    """Model spaces from a vector env's first simulator (``proprio_dim`` is 0 without ``proprio``)."""
     env = envs.envs[0]
     space = envs.single_action_space
-    return Spaces(action_dim=int(np.prod(space.shape)), image_channels=int(env.observation_space["image"].shape[-1]),
-                  num_classes=int(getattr(env, "num_classes", 0)), max_depth=float(getattr(env, "max_depth", 10.0)))
+    obs_space = env.observation_space
+    proprio_dim = int(np.prod(obs_space["proprio"].shape)) if "proprio" in obs_space.spaces else 0
+    return Spaces(action_dim=int(np.prod(space.shape)), image_channels=int(obs_space["image"].shape[-1]),
+                  num_classes=int(getattr(env, "num_classes", 0)), max_depth=float(getattr(env, "max_depth", 10.0)),
+                  proprio_dim=proprio_dim)
 
 
 class LocalRunner:
@@ -68,7 +72,8 @@ class LocalRunner:
         self.replay = ReplayStore(cfg.replay.capacity, length=lc.batch_length,
                                   keys=self.learner.objective.batch_keys, seed=cfg.seed)
         self.resumed = self._resume()
-        self.policy = Policy(lc.model, lc.behavior, self.spaces, num_envs=cfg.num_envs)
+        self.policy = Policy(lc.model, lc.behavior, self.spaces, num_envs=cfg.num_envs,
+                             modalities=encoder_modalities(lc.objective))
         self._sync_policy()
         self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
                             seed=cfg.seed + self.counters["env_steps"])

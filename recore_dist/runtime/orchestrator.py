@@ -38,6 +38,7 @@ from recore_dist.logging import Logger
 from recore_dist.runtime.config import TrainConfig
 
 CONTROL_FILE = "control.json"
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job manager in a submitted job's driver
 CHECKPOINT = "checkpoint"
 
 
@@ -60,7 +61,15 @@ def init_ray(cfg: TrainConfig) -> bool:
         return False
     env = {"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}}
     if cfg.ray.address:
-        ray.init(address=cfg.ray.address, runtime_env=env, log_to_driver=False)
+        if JOB_CONFIG_ENV in os.environ:
+            # A `ray job submit` driver: keep the job's runtime env (its working_dir) unchanged for
+            # every actor. A driver-side addition makes a second runtime env whose set-up
+            # re-extracts the working_dir under the running driver, and its next import failed
+            # ("No module named recore_dist.envs.dmc"). Workers set MUJOCO_GL themselves
+            # (recore_dist.envs) and their torch threads from the config.
+            ray.init(address=cfg.ray.address, log_to_driver=False)
+        else:
+            ray.init(address=cfg.ray.address, runtime_env=env, log_to_driver=False)
         return False
     ray.init(num_cpus=cfg.ray.num_cpus, runtime_env=env, include_dashboard=False, log_to_driver=False)
     return True
@@ -81,6 +90,7 @@ class Orchestrator:
         self.cfg, self.progress = cfg, progress
         self.logdir = Path(cfg.logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
+        self.spaces = _probe_spaces(cfg)  # before Ray: imports and builds an env while nothing else runs
         self.started_ray = init_ray(cfg)
         rt, lc = cfg.ray, cfg.learner
         self.counters: dict[str, Any] = {"env_steps": 0, "episodes": 0, "seconds": 0.0, "updates": 0,
@@ -89,7 +99,6 @@ class Orchestrator:
         self.resumed = state_file.is_file()
         if self.resumed:
             self.counters.update(json.loads(state_file.read_text())["counters"])
-        self.spaces = _probe_spaces(cfg)
         shard_cfg = ShardConfig(
             capacity=max(cfg.replay.capacity // rt.shards, lc.batch_length), max_bytes=rt.max_bytes,
             length=lc.batch_length, keys=None, chunk_length=cfg.replay.chunk_length, ratio=cfg.replay.ratio,

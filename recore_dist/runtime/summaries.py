@@ -27,7 +27,7 @@ def open_loop_grids(learner: Learner, batch: dict[str, Any], *, sequences: int =
     context = min(context, length - 1)
     with learner.autocast():
         images = wm.images(data["image"])
-        post, _ = wm.observe(wm.encode(images), data["action"], data["is_first"])
+        post, _ = wm.observe(wm.embed(data), data["action"], data["is_first"])
         state = {k: v[:, context - 1] for k, v in post.items()}
         feats = [wm.feat({k: v[:, :context] for k, v in post.items()})]
         for t in range(context, length):
@@ -36,6 +36,10 @@ def open_loop_grids(learner: Learner, batch: dict[str, Any], *, sequences: int =
         feat = torch.cat(feats, 1)  # [S, T, F]
         steps = np.linspace(0, length - 1, columns).round().astype(int)
         grids = {"real": _grid([images[:, steps].float()])}
+        mask = gate_mask(wm)
+        if mask is not None:  # CoRe's pixel gating: each frame above the mask the encoder applied
+            masks = mask.view(*images.shape[:2], *mask.shape[1:])
+            grids["gate_mask"] = _grid([images[:, steps].float(), masks[:, steps].float()])
         for name, decoder in wm.decoders.items():
             truth = decoder.target(data[name])[:, steps]
             pred = decoder(feat[:, steps])
@@ -43,6 +47,12 @@ def open_loop_grids(learner: Learner, batch: dict[str, Any], *, sequences: int =
                 truth = truth[:, :, None].float() / max(1, pred.shape[-3] - 1)
             grids[name] = _grid([truth.float(), decoder.preview(pred).float()])
     return grids
+
+
+def gate_mask(wm) -> torch.Tensor | None:
+    """The image encoder's latest pixel-gating mask ``[N, 1, H, W]`` (``None`` without gating)."""
+    encoder = getattr(wm.encoder, "image", wm.encoder)
+    return getattr(encoder, "last_mask", None)
 
 
 def _grid(rows: list[torch.Tensor]) -> np.ndarray:
