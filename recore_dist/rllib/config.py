@@ -56,6 +56,8 @@ class ReCoReConfig(AlgorithmConfig):
     actors), not on RLlib's EnvRunnerGroup / LearnerGroup.
     """
 
+    algo_name = "ReCoRe"
+    """The ``Algorithm`` class (in ``recore_dist.rllib.algorithm``) this config builds."""
     objective_name = "recore"
     """The objective this config class trains by default (each variant's config sets its own)."""
     default_recore: dict[str, Any] = {}
@@ -175,6 +177,7 @@ class CoReConfig(ReCoReConfig):
     """CoRe (Poudel et al. 2022): contrastive prediction of the next embedding from the RSSM prior,
     inverse dynamics and reward heads; latent SAC behaviour by default, as in the paper."""
 
+    algo_name = "CoRe"
     objective_name = "core"
     default_recore = {"learner": {"behavior": {"kind": "sac"},  # the paper's learning rates (Table 5)
                                   "actor_opt": {"lr": 1e-3}, "critic_opt": {"lr": 1e-3}}}
@@ -183,16 +186,14 @@ class CoReConfig(ReCoReConfig):
 class HRSSMConfig(ReCoReConfig):
     """HRSSM: masked branch + EMA raw branch, latent reconstruction, bisimulation."""
 
+    algo_name = "HRSSM"
     objective_name = "hrssm"
 
 
 class CoRALConfig(ReCoReConfig):
     """CoRAL: one encoder per modality; reconstruction for proprioception, contrastive for images."""
 
+    algo_name = "CoRAL"
     objective_name = "coral"
 
 
-ReCoReConfig.algo_name = "ReCoRe"
-CoReConfig.algo_name = "CoRe"
-HRSSMConfig.algo_name = "HRSSM"
-CoRALConfig.algo_name = "CoRAL"
