@@ -120,20 +120,34 @@ def test_policy_refuses_wrong_shapes():
         policy.load(weights, 1)
 
 
-def test_entropy_scale_adapts_towards_target():
+def test_entropy_scale_learned_sac_style():
+    """With a target, the log entropy scale is a parameter stepped by its own Adam: up while the
+    entropy is below target, down above it, about ``entropy_lr`` per update (no on/off switch)."""
     from recore_dist.behavior import ActorCritic
 
     model = ModelConfig(**TINY_MODEL)
-    ac = ActorCritic(model, BehaviorConfig(target_entropy=-1.0, entropy_rate=0.1, entropy_scale=1e-3),
-                     action_dim=2, discrete=False)
-    low = torch.full((10,), -6.0)  # below the target of -2 nats (2 dims)
-    scales = [float(ac._entropy_scale(low)) for _ in range(20)]
-    assert scales[-1] > scales[0] > 1e-3 and scales[-1] <= 1.0
-    high = torch.full((10,), 3.0)
-    down = [float(ac._entropy_scale(high)) for _ in range(20)]
-    assert down[-1] < down[0]
-    fixed = ActorCritic(model, BehaviorConfig(target_entropy=None, entropy_scale=1e-3), action_dim=2, discrete=False)
-    assert float(fixed._entropy_scale(low)) == pytest.approx(1e-3)
+    cfg = BehaviorConfig(target_entropy=-1.0, entropy_scale=1e-3, entropy_lr=1e-2)
+    ac = ActorCritic(model, cfg, action_dim=2, discrete=False)
+    assert isinstance(ac.log_entropy_scale, torch.nn.Parameter)
+    opt = torch.optim.Adam([ac.log_entropy_scale], lr=cfg.entropy_lr)
+    start = float(ac.log_entropy_scale)
+
+    def steps(entropy: float, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            opt.zero_grad()
+            ac.entropy_scale_loss(torch.full((10,), entropy)).backward()
+            opt.step()
+            out.append(float(ac.log_entropy_scale))
+        return out
+
+    up = steps(-6.0, 20)  # below the target of -2 nats (2 dims)
+    assert up[-1] > start and up[-1] - start <= 20 * cfg.entropy_lr * 1.01
+    down = steps(3.0, 20)
+    assert down[-1] < up[-1]
+    fixed = ActorCritic(model, BehaviorConfig(entropy_scale=1e-3), action_dim=2, discrete=False)
+    assert not isinstance(fixed.log_entropy_scale, torch.nn.Parameter)
+    assert float(fixed.log_entropy_scale.exp()) == pytest.approx(1e-3)
 
 
 def test_twohot_encoding_hand_checked():

@@ -17,7 +17,8 @@ from recore_dist.objectives.core import CoRe, CoReConfig, inverse_dynamics_pairs
 from tests.learner_utils import synthetic_batch, tiny_learner_config
 
 CORE_KEYS = {"loss/kl", "loss/reward", "loss/cont", "loss/contrastive", "loss/inverse_dynamics", "wm/kl",
-             "wm/prior_entropy", "wm/post_entropy", "wm/contrastive_acc", "wm/inverse_temperature"}
+             "wm/prior_entropy", "wm/post_entropy", "wm/contrastive_acc", "wm/inverse_temperature",
+             "wm/contrastive_chance", "wm/reward_mse"}
 
 
 def _hand_two_sided(x, y, lam, negatives, valid, normalize):

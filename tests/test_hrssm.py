@@ -155,9 +155,9 @@ def test_raw_branch_shares_the_masked_history():
     batch = _batch()
     images = obj.wm.images(batch["image"])
     deter = torch.randn(4, 8, obj.wm.cfg.deter)
-    raw, raw_next = obj.raw_branch(images, deter, batch["action"])
+    raw, raw_next = obj.raw_branch(images, deter, batch)
     assert torch.equal(raw["deter"], deter) and raw_next["deter"].shape == (4, 7, obj.wm.cfg.deter)
-    other, _ = obj.raw_branch(images, deter + 1.0, batch["action"])
+    other, _ = obj.raw_branch(images, deter + 1.0, batch)
     assert not torch.allclose(other["stats"], raw["stats"])  # the raw posterior reads h_t
     assert not any(v.requires_grad for v in (*raw.values(), *raw_next.values()))
 

@@ -17,7 +17,7 @@ from tests.learner_utils import synthetic_batch, tiny_learner_config
 
 SAC_KEYS = {"loss/kl", "loss/reward", "loss/cont", "loss/contrastive", "loss/inverse_dynamics", "wm/kl",
             "wm/prior_entropy", "wm/post_entropy", "wm/contrastive_acc", "wm/inverse_temperature",
-            "opt/model_grad_norm", "opt/critic_grad_norm", "opt/actor_grad_norm", "opt/alpha_grad_norm",
+            "wm/contrastive_chance", "wm/reward_mse", "opt/model_clipped", "opt/model_grad_norm", "opt/critic_grad_norm", "opt/actor_grad_norm", "opt/alpha_grad_norm",
             "ac/q", "ac/target_q", "ac/entropy", "ac/alpha", "ac/actor_q", "loss/world_model", "loss/actor",
             "loss/critic", "loss/alpha", "learner/updates", "learner/skipped"}
 

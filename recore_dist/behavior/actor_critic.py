@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from recore_dist.behavior.distributions import OneHotCategorical, TanhNormal
+from recore_dist.behavior.distributions import BoundedNormal, OneHotCategorical, TanhNormal
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.nets import mlp, zero_init_
 from recore_dist.models.rssm import State
@@ -73,14 +73,24 @@ class BehaviorConfig:
     return_lambda: float = 0.95
     """Lambda of the lambda-returns (DreamerV2/V3: 0.95)."""
     entropy_scale: float = 3e-4
-    """Initial actor entropy bonus on normalised advantages (DreamerV3: 3e-4)."""
-    target_entropy: float | None = -1.0
-    """Per action dimension: the entropy bonus adapts (SAC-style, Haarnoja et al. 2018: target
-    -1 nat per dim) so the policy's entropy stays above it; ``None`` keeps ``entropy_scale``
-    fixed. A tanh-squashed Gaussian can otherwise collapse onto a saturated action: on
-    cartpole-swingup it did within ~500 updates (docs/BENCHMARKS.md)."""
-    entropy_rate: float = 0.1
-    """Step of ``log(entropy_scale)`` per update per nat of entropy below (or above) the target."""
+    """Actor entropy bonus on normalised advantages (DreamerV3: fixed 3e-4). With
+    ``target_entropy`` set it is only the initial value of a learned scale."""
+    target_entropy: float | None = None
+    """``None`` (default, DreamerV3): the entropy scale stays fixed; the bounded actor's entropy
+    cannot collapse (``actor_dist``). A number (per action dimension, SAC's -1): the scale's log
+    is learned by its own Adam on ``log_scale * (entropy - target * A)`` (Haarnoja et al. 2018,
+    sec. 5), a step of about ``entropy_lr`` per update whatever the gap, never an on/off switch.
+    (The earlier rule moved the log-scale 0.1 per nat per update and switched e^10-fold within
+    ~100 updates.)"""
+    entropy_lr: float = 3e-4
+    """Adam learning rate of the learned log entropy scale (SAC's temperature rate, Haarnoja et al.
+    2018, Table 1: 3e-4; e^1 of change takes ~3,000 updates)."""
+    actor_dist: Literal["auto", "bounded_normal", "tanh_normal"] = "auto"
+    """Continuous actor distribution. ``bounded_normal`` (DreamerV3): Normal with a tanh-bounded
+    mean and std in [min_std, max_std], sampled then clipped to [-1, 1]; its entropy is bounded
+    below. ``tanh_normal``: tanh-squashed Gaussian with an unbounded pre-tanh mean (SAC's; its
+    entropy falls without bound as actions saturate). ``auto``: bounded_normal for ``imagine``,
+    tanh_normal for ``sac`` (the CoRe/SAC parameterisation its temperature target assumes)."""
     slow_critic_rate: float = 0.02
     """EMA rate of the slow critic that bootstraps returns (DreamerV3: 0.02)."""
     return_norm_decay: float = 0.99
@@ -118,6 +128,17 @@ class BehaviorConfig:
                 raise ValueError(f"{key}={getattr(self, key)} must be in (0, 1]")
         if not 0 < self.min_std < self.max_std:
             raise ValueError(f"need 0 < min_std={self.min_std} < max_std={self.max_std}")
+        if self.entropy_scale <= 0 or self.entropy_lr <= 0:
+            raise ValueError(f"entropy_scale={self.entropy_scale} and entropy_lr={self.entropy_lr} must be > 0")
+        if self.actor_dist not in ("auto", "bounded_normal", "tanh_normal"):
+            raise ValueError(f"actor_dist={self.actor_dist!r} must be auto, bounded_normal or tanh_normal")
+
+    @property
+    def continuous_dist(self) -> str:
+        """The resolved continuous actor distribution (``auto`` follows ``kind``)."""
+        if self.actor_dist != "auto":
+            return self.actor_dist
+        return "tanh_normal" if self.kind == "sac" else "bounded_normal"
 
 
 def symlog(x: Tensor) -> Tensor:
@@ -153,19 +174,23 @@ def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, *, discount: flo
 
 
 class Actor(nn.Module):
-    """Latent feature -> action distribution (tanh-Gaussian or one-hot categorical)."""
+    """Latent feature -> action distribution: ``BehaviorConfig.continuous_dist`` for continuous
+    actions (bounded Gaussian by default), one-hot categorical for discrete ones."""
 
     def __init__(self, model: ModelConfig, cfg: BehaviorConfig, *, action_dim: int, discrete: bool):
         super().__init__()
         self.discrete, self.cfg = discrete, cfg
+        self.bounded = cfg.continuous_dist == "bounded_normal"
         self.net = mlp(model.feat, model.hidden, model.mlp_layers, action_dim if discrete else 2 * action_dim)
 
-    def forward(self, feat: Tensor) -> TanhNormal | OneHotCategorical:
+    def forward(self, feat: Tensor) -> BoundedNormal | TanhNormal | OneHotCategorical:
         out = self.net(feat).float()
         if self.discrete:
             return OneHotCategorical(out, self.cfg.unimix)
         mean, std = out.chunk(2, -1)
         std = (self.cfg.max_std - self.cfg.min_std) * torch.sigmoid(std + 2.0) + self.cfg.min_std
+        if self.bounded:
+            return BoundedNormal(torch.tanh(mean), std)
         return TanhNormal(mean, std)
 
 
@@ -190,7 +215,8 @@ class Critic(nn.Module):
         super().__init__()
         cfg = cfg or BehaviorConfig()
         self.twohot = cfg.critic == "twohot"
-        self.net = mlp(model.feat, model.hidden, model.mlp_layers, cfg.critic_bins if self.twohot else 1)
+        self.net = mlp(model.feat, model.hidden, model.mlp_layers, cfg.critic_bins if self.twohot else 1,
+                       float32_out=True)  # values must resolve ~1 return unit at 300 under bf16
         zero_init_(self.net[-1])
         if self.twohot:
             self.register_buffer("bins", torch.linspace(-20.0, 20.0, cfg.critic_bins), persistent=False)
@@ -245,7 +271,11 @@ class ActorCritic(nn.Module):
         self.critic = Critic(model, cfg)
         self.slow_critic = ema_copy(self.critic)
         self.return_norm = ReturnNorm(cfg.return_norm_decay)
-        self.register_buffer("log_entropy_scale", torch.tensor(math.log(cfg.entropy_scale)))
+        log_scale = torch.tensor(math.log(cfg.entropy_scale))
+        if self.learns_entropy_scale(cfg, discrete):
+            self.log_entropy_scale = nn.Parameter(log_scale)  # stepped by the learner's entropy optimiser
+        else:
+            self.register_buffer("log_entropy_scale", log_scale)
         self.action_dim = action_dim
 
     def imagine(self, wm: WorldModel, start: State, *, grad: bool = False) -> tuple[Tensor, Tensor]:
@@ -298,7 +328,7 @@ class ActorCritic(nn.Module):
             feats, raws = self.imagine(wm, start, grad=dynamics)  # [H+1, N, F], [H, N, A]
             with torch.set_grad_enabled(dynamics):
                 reward = wm.reward(feats[1:])  # [H, N]
-                cont = torch.sigmoid(wm.cont(feats[1:]))  # [H, N]
+                cont = wm.continue_prob(feats[1:])  # [H, N]
                 slow_value = self.slow_critic.value(self.slow_critic(feats))  # [H+1, N]
                 returns = lambda_returns(reward, cont, slow_value, discount=cfg.discount, lam=cfg.return_lambda)
         with torch.no_grad():
@@ -313,22 +343,27 @@ class ActorCritic(nn.Module):
             objective = adv
         else:  # score function on normalised advantages
             objective = dist.log_prob(raws) * adv.detach()
-        eta = self._entropy_scale(entropy)
+        eta = self.log_entropy_scale.detach().exp()
         actor_loss = -(weight * (objective + eta * entropy)).mean()
         critic_loss = (weight * self.critic.loss(critic_out, returns)).mean()
         metrics = {"ac/return": returns.detach().mean(), "ac/value": value.mean(),
                    "ac/imag_reward": reward.detach().mean(), "ac/entropy": entropy.detach().mean(),
                    "ac/return_scale": scale, "ac/advantage_std": adv.detach().std(), "ac/entropy_scale": eta}
+        if isinstance(self.log_entropy_scale, nn.Parameter):
+            metrics["loss/entropy_scale"] = self.entropy_scale_loss(entropy)
         return actor_loss, critic_loss, metrics
 
-    @torch.no_grad()
-    def _entropy_scale(self, entropy: Tensor) -> Tensor:
-        """The entropy bonus, adapted towards ``target_entropy * action_dim`` when set."""
-        cfg = self.cfg
-        if cfg.target_entropy is not None and not self.actor.discrete:  # unimix bounds discrete entropy
-            gap = cfg.target_entropy * self.action_dim - entropy.float().mean()
-            self.log_entropy_scale.add_(cfg.entropy_rate * gap).clamp_(math.log(1e-5), 0.0)
-        return self.log_entropy_scale.exp()
+    @staticmethod
+    def learns_entropy_scale(cfg: BehaviorConfig, discrete: bool) -> bool:
+        """A learned entropy scale: ``target_entropy`` set and continuous actions (unimix already
+        bounds a discrete actor's entropy)."""
+        return cfg.target_entropy is not None and not discrete
+
+    def entropy_scale_loss(self, entropy: Tensor) -> Tensor:
+        """SAC's temperature loss on the log-scale: ``log_scale * (H - target * A)`` (detached
+        entropy), so the scale grows while the entropy is below its target and shrinks above it."""
+        gap = entropy.detach().float().mean() - self.cfg.target_entropy * self.action_dim
+        return self.log_entropy_scale * gap
 
     def after_step(self) -> None:
         ema_update(self.slow_critic, self.critic, self.cfg.slow_critic_rate)

@@ -1,7 +1,8 @@
-"""Action distributions: tanh-squashed Gaussian (continuous) and categorical with unimix (discrete).
+"""Action distributions: bounded Gaussian and tanh-squashed Gaussian (continuous), categorical
+with unimix (discrete).
 
-Both keep the raw sample (``u`` before tanh, or the class index) so REINFORCE can score the
-action later without inverting tanh (DreamerV3 uses REINFORCE gradients for all action spaces).
+All keep the raw sample (``u`` before clipping or tanh, or the class index) so REINFORCE can
+score the action later (DreamerV3 uses REINFORCE gradients for all action spaces).
 """
 
 from __future__ import annotations
@@ -13,6 +14,35 @@ import torch.nn.functional as F
 from torch import Tensor
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class BoundedNormal:
+    """DreamerV3's continuous actor: ``u ~ N(mean, std)`` with ``mean`` already in [-1, 1] (a tanh
+    of the network output) and ``std`` in ``[min_std, max_std]``; the action is ``clip(u, -1, 1)``.
+
+    Unlike a tanh-squashed Gaussian its entropy is the Gaussian's, so it is bounded below by
+    construction: ``>= A * (0.5 + log(sqrt(2 pi)) + log(min_std))`` (-0.88 nats per dimension at
+    ``min_std`` 0.1), and saturating the mean at +-1 cannot drive it to minus infinity.
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor):
+        self.mean, self.std = mean.float(), std.float()
+
+    def sample(self) -> tuple[Tensor, Tensor]:
+        raw = self.mean + self.std * torch.randn_like(self.std)
+        return raw.clamp(-1.0, 1.0), raw
+
+    def mode(self) -> Tensor:
+        return self.mean
+
+    def log_prob(self, raw: Tensor) -> Tensor:
+        """``log N(u; mean, std)`` of the unclipped sample, summed over action dims."""
+        z = (raw - self.mean) / self.std
+        return (-0.5 * z.square() - self.std.log() - _LOG_SQRT_2PI).sum(-1)
+
+    def entropy(self) -> Tensor:
+        """Exact Gaussian entropy, summed over action dims."""
+        return (0.5 + _LOG_SQRT_2PI + self.std.log()).sum(-1)
 
 
 class TanhNormal:

@@ -26,10 +26,9 @@ Weights = dict[str, np.ndarray]
 
 
 def encoder_modalities(objective: Any) -> tuple[str, ...]:
-    """Observation fields the world model of an ``ObjectiveConfig`` encodes: the selected
-    objective's ``modalities`` when its settings declare them (CoRAL), else ``("image",)``."""
-    settings = getattr(objective, objective.name, None)
-    return tuple(getattr(settings, "modalities", IMAGE_ONLY))
+    """Observation fields the world model of an ``ObjectiveConfig`` encodes
+    (``ObjectiveConfig.modalities``: its ``inputs`` plus what the objective needs)."""
+    return tuple(getattr(objective, "modalities", IMAGE_ONLY))
 
 
 class PolicyNet(nn.Module):

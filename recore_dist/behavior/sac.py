@@ -14,6 +14,8 @@ and alpha losses never reach the world model. Continuous actions only (tanh-Gaus
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import torch
@@ -60,8 +62,8 @@ class TwinQ(nn.Module):
 
     def __init__(self, model: ModelConfig, action_dim: int):
         super().__init__()
-        self.q1 = mlp(model.feat + action_dim, model.hidden, model.mlp_layers, 1)
-        self.q2 = mlp(model.feat + action_dim, model.hidden, model.mlp_layers, 1)
+        self.q1 = mlp(model.feat + action_dim, model.hidden, model.mlp_layers, 1, float32_out=True)
+        self.q2 = mlp(model.feat + action_dim, model.hidden, model.mlp_layers, 1, float32_out=True)
 
     def forward(self, feat: Tensor, action: Tensor) -> Tensor:
         x = torch.cat([feat, action.to(feat.dtype)], -1)
@@ -82,7 +84,8 @@ class LatentSAC(nn.Module):
                              "use behavior.kind=imagine")
         self.cfg, self.sac = cfg, cfg.sac
         self.action_dim = action_dim
-        self.actor = Actor(model, cfg, action_dim=action_dim, discrete=False)
+        # kind="sac" so ``actor_dist: auto`` resolves to SAC's tanh-squashed Gaussian, as in the Policy.
+        self.actor = Actor(model, dataclasses.replace(cfg, kind="sac"), action_dim=action_dim, discrete=False)
         self.critic = TwinQ(model, action_dim)
         self.target_critic = ema_copy(self.critic)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.sac.alpha_init)))

@@ -55,6 +55,9 @@ class DMCEnv(gym.Env):
         seed: seeds the task and the episode draws (``reset(seed=...)`` re-seeds).
     """
 
+    terminates: bool = False
+    """Whether the task has terminal states: dm_control episodes end only by the time limit (``is_last`` without ``is_terminal``)."""
+
     metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(
@@ -151,6 +154,40 @@ class DMCEnv(gym.Env):
 
     def close(self):
         self._env.close()
+
+    # -- the same state under other interventions --------------------------------------------
+    def make_interventions(self, split: str) -> Interventions:
+        """This env's intervention config on ``split``, over this env's physics and camera.
+
+        The caller drives the result (``reset(rng)`` per episode, ``step(rng)`` per env step) and
+        renders with :meth:`render_under`; this env's own interventions are not touched.
+        """
+        config = dataclasses.replace(self.interventions.config, split=split)
+        self.interventions.restore_colours()  # a new set records the model's colours as nominal
+        try:
+            return Interventions(config, self.physics, self._camera, size=self.size)
+        finally:
+            self.interventions.apply_colours()
+
+    def render_under(self, interventions: Interventions) -> dict[str, np.ndarray]:
+        """The current physics state rendered under ``interventions`` (from :meth:`make_interventions`).
+
+        Returns ``image`` and the targets this env renders (``depth`` ``[H, W, 1]``, ...), as in an
+        observation. Physics, this env's own interventions and its last image are left unchanged.
+        """
+        if interventions._physics is not self.physics:
+            raise ValueError(f"{self.task}: interventions were built for another env's physics; "
+                             "use this env's make_interventions(split)")
+        own = self.interventions
+        own.restore_colours()
+        interventions.apply_colours()
+        self.interventions = interventions
+        try:
+            return self._render_all()
+        finally:
+            self.interventions = own
+            own.restore_colours()
+            own.apply_colours()
 
     # -- observation -----------------------------------------------------------------------
     def _info(self) -> dict[str, Any]:

@@ -398,6 +398,9 @@ class IGibsonPointNavEnv(gym.Env):
         config_overrides: entries merged into :func:`pointnav_config`'s dict.
     """
 
+    terminates: bool = True
+    """Whether the task has terminal states: success and failures end an episode (``is_terminal``)."""
+
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(

@@ -140,6 +140,9 @@ class PointGoalNavEnv(gym.Env):
         cache_scenes: keep every compiled scene (fast resets) or only the current one.
     """
 
+    terminates: bool = True
+    """Whether the task has terminal states: reaching the goal ends an episode (``is_terminal``)."""
+
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(

@@ -1,8 +1,11 @@
 """Heads on the latent feature ``[h, z]``: reward, continue, contrastive projection, decoders.
 
-Decoder losses are per-frame log-likelihood style sums over pixels (as in DreamerV2), so a
-loss weight of 1 means "as many nats as the target has pixels"; the invariant targets decode at
-``ModelConfig.target_size`` (32 px by default), a quarter of the pixels of a 64 px image.
+Decoder losses are per-element means on one scale, so that default loss weights are of order 1
+next to InfoNCE, KL and reward: squared error divided by a running estimate of the target's
+variance (the fraction of variance left unexplained: 1 for predicting the mean, 0 for a perfect
+decoder) for depth and images, cross-entropy per pixel (nats) for segmentation. DreamerV2's
+per-frame sums over pixels made a 32 px depth map weigh ~1,000 x a reward and needed a weight of
+100 to matter. The invariant targets decode at ``ModelConfig.target_size`` (32 px by default).
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ TARGETS: tuple[str, ...] = ("depth", "segmentation", "clean_image", "image")
 
 
 class ScalarHead(nn.Module):
-    """MLP -> one scalar per row; zero-initialised output (reward, continue logit, value)."""
+    """MLP -> one scalar per row; zero-initialised float32 output layer (reward, continue logit)."""
 
     def __init__(self, cfg: ModelConfig, *, zero: bool = True):
         super().__init__()
-        self.net = mlp(cfg.feat, cfg.hidden, cfg.mlp_layers, 1)
+        self.net = mlp(cfg.feat, cfg.hidden, cfg.mlp_layers, 1, float32_out=True)
         if zero:
             zero_init_(self.net[-1])
 
@@ -46,14 +49,22 @@ class Projection(nn.Module):
 
 
 class TargetDecoder(nn.Module):
-    """Decodes one target map from the latent feature and scores it.
+    """Decodes one target map from the latent feature and scores it (``loss``: per element).
 
-    ``depth``: 1 channel, squared error on depth / ``max_depth`` (in [0, 1]).
-    ``segmentation``: ``num_classes`` logits, cross-entropy against the class map.
-    ``clean_image`` / ``image``: 3 channels, squared error on pixels in [0, 1].
+    ``depth``: 1 channel, depth / ``max_depth`` (in [0, 1]); normalised squared error.
+    ``segmentation``: ``num_classes`` logits, cross-entropy per pixel against the class map.
+    ``clean_image`` / ``image``: 3 channels, pixels in [0, 1]; normalised squared error.
+    The normaliser is an EMA (decay ``var_decay``) of the target's variance over the batches
+    seen in training, floored at ``min_var``; it is a buffer, so it checkpoints.
     Targets larger than the decoder's side are area-averaged (depth, images) or strided
     (segmentation) down to it.
     """
+
+    var_decay: float = 0.99
+    """EMA decay of the target-variance normaliser (DreamerV3's return-normaliser decay)."""
+    min_var: float = 1e-4
+    """Floor of the normaliser (a std of 1% of the target range), so a constant target cannot
+    blow the loss up."""
 
     def __init__(self, name: str, cfg: ModelConfig, *, size: int, depth: int, num_classes: int = 0,
                  max_depth: float = 10.0):
@@ -66,6 +77,7 @@ class TargetDecoder(nn.Module):
         channels = {"depth": 1, "segmentation": num_classes}.get(name, 3)
         self.net = ConvDecoder(feat=cfg.feat, channels=channels, size=size, depth=depth,
                                channels_last=cfg.channels_last)
+        self.register_buffer("target_var", torch.zeros(()))  # 0 until the first training batch
 
     def forward(self, feat: Tensor) -> Tensor:
         """``[..., F]`` -> ``[..., C, S, S]`` (depth and images in target units, else logits)."""
@@ -91,12 +103,23 @@ class TargetDecoder(nn.Module):
         return x.unflatten(0, lead)
 
     def loss(self, pred: Tensor, value: Tensor) -> Tensor:
-        """Per-row loss ``[B, T]``: sum over pixels of squared error, or of cross-entropy."""
+        """Per-row loss ``[B, T]``: mean over elements of squared error / target variance, or
+        of cross-entropy (segmentation). Updates the variance normaliser in training mode."""
         target = self.target(value)
         if self.name == "segmentation":
             ce = F.cross_entropy(pred.flatten(0, 1), target.flatten(0, 1), reduction="none")
-            return ce.sum((-2, -1)).unflatten(0, pred.shape[:2])
-        return (pred - target).square().sum((-3, -2, -1))
+            return ce.mean((-2, -1)).unflatten(0, pred.shape[:2])
+        return (pred - target).square().mean((-3, -2, -1)) / self.normaliser(target)
+
+    @torch.no_grad()
+    def normaliser(self, target: Tensor) -> Tensor:
+        """The running target variance (updated from ``target`` when training), floored."""
+        if self.training:
+            var = target.float().var()
+            first = self.target_var <= 0
+            self.target_var.copy_(torch.where(first, var, self.var_decay * self.target_var
+                                              + (1 - self.var_decay) * var))
+        return self.target_var.clamp(min=self.min_var)
 
     def preview(self, pred: Tensor) -> Tensor:
         """Predictions as displayable images in [0, 1], ``[..., C in (1, 3), S, S]``."""

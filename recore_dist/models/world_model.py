@@ -41,6 +41,10 @@ class Spaces:
     """Depth clip in metres; depth targets are divided by it."""
     proprio_dim: int = 0
     """Width of the ``proprio`` observation (0 when absent); read only by models that encode it."""
+    terminates: bool = True
+    """The env has terminal states (``is_terminal``): navigation success, iGibson failures. False
+    for dm_control, whose episodes only end by time limit; the continue head follows it
+    (``DynamicsConfig.continue_head``)."""
 
 
 def symlog(x: Tensor) -> Tensor:
@@ -168,11 +172,39 @@ class WorldModel(nn.Module):
             for name in decoders})
         if projection:
             self.project_feat = Projection(cfg.feat, cfg.hidden, cfg.projection)
-            self.project_embed = Projection(self.encoder.embed_dim, cfg.hidden, cfg.projection)
+            self.project_embed = Projection(self.image_embed_dim, cfg.hidden, cfg.projection)
 
     @property
     def multimodal(self) -> bool:
         return isinstance(self.encoder, MultiEncoder)
+
+    @property
+    def image_encoder(self) -> ConvEncoder:
+        """The image CNN (the whole encoder of an image-only model)."""
+        return self.encoder.image if self.multimodal else self.encoder
+
+    @property
+    def image_embed_dim(self) -> int:
+        return self.image_encoder.embed_dim
+
+    def encode_views(self, images: Tensor, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Encode image views with the batch's other modalities.
+
+        Args:
+            images: float ``[B, T, C, H, W]`` in [0, 1]: the (augmented, masked or raw) frames.
+            batch: replay fields ``[B, T, ...]``; the non-image modalities (``proprio``) are read here.
+
+        Returns:
+            ``(embed [B, T, E], image_embed [B, T, E_image])``: the posterior's input (all
+            modalities fused) and the image's own embedding (what image-contrastive terms use,
+            so a goal vector cannot solve them). Equal for an image-only model.
+        """
+        if not self.multimodal:
+            embed = self.encode(images)
+            return embed, embed
+        inputs = encoder_inputs(batch, tuple(m for m in self.modalities if m != "image"))
+        parts = self.encode_parts({**inputs, "image": images})
+        return self.fuse(parts), parts["image"]
 
     @staticmethod
     def images(image: Tensor) -> Tensor:
@@ -208,3 +240,14 @@ class WorldModel(nn.Module):
 
     def feat(self, state: State) -> Tensor:
         return self.rssm.feat(state)
+
+    learned_continue: bool = True
+    """Whether the continue head is trained and used (set by the objective from
+    ``DynamicsConfig.continue_head`` and ``Spaces.terminates``)."""
+
+    def continue_prob(self, feat: Tensor) -> Tensor:
+        """Probability that the episode continues after a state ``[...]``: the continue head's,
+        or 1 for tasks without terminal states."""
+        if not self.learned_continue:
+            return torch.ones(feat.shape[:-1], device=feat.device, dtype=torch.float32)
+        return torch.sigmoid(self.cont(feat))

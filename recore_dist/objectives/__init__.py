@@ -6,7 +6,7 @@ import dataclasses
 from typing import Literal
 
 from recore_dist.models.config import ModelConfig
-from recore_dist.models.world_model import Spaces
+from recore_dist.models.world_model import Spaces, check_modalities
 from recore_dist.objectives.base import DynamicsConfig, Objective
 from recore_dist.objectives.contrastive import info_nce
 from recore_dist.objectives.coral import CoRAL, CoRALConfig
@@ -26,6 +26,11 @@ class ObjectiveConfig:
     """Objective: ``recore`` (contrastive + invariant regulariser), ``recon`` (pixel baseline),
     ``core`` (contrastive prediction from the prior), ``hrssm`` (masked + EMA raw branch,
     latent reconstruction, bisimulation) or ``coral`` (per-modality losses)."""
+    inputs: tuple[str, ...] = ("image",)
+    """Observation fields the world model encodes, one encoder each (``image`` always; add
+    ``proprio`` for the task vector: navigation's goal distance and bearing). Pixels only by
+    default (the DMC-from-pixels setting); the navigation presets set ``[image, proprio]``, since
+    an image-only agent cannot see its goal. CoRAL always adds ``proprio``."""
     dynamics: DynamicsConfig = dataclasses.field(default_factory=DynamicsConfig)
     """KL / reward / continue weights shared by every objective."""
     recore: ReCoReConfig = dataclasses.field(default_factory=ReCoReConfig)
@@ -40,10 +45,21 @@ class ObjectiveConfig:
     """Settings used when ``name`` is ``coral``."""
 
 
+    def __post_init__(self) -> None:
+        check_modalities(tuple(self.inputs))
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The fields the encoder reads: ``inputs`` plus what the objective needs (CoRAL: proprio).
+        Learner and acting policy build the same encoder from this."""
+        need = getattr(getattr(self, self.name), "modalities", ())
+        return (*self.inputs, *(m for m in need if m not in self.inputs))
+
+
 def make_objective(cfg: ObjectiveConfig, model: ModelConfig, spaces: Spaces) -> Objective:
     """Build the configured objective (and its world model)."""
     cls = OBJECTIVES[cfg.name]
-    return cls(model, spaces, cfg.dynamics, getattr(cfg, cfg.name))
+    return cls(model, spaces, cfg.dynamics, getattr(cfg, cfg.name), modalities=cfg.modalities)
 
 
 __all__ = ["HRSSM", "OBJECTIVES", "CoRAL", "CoRALConfig", "CoRe", "CoReConfig", "DynamicsConfig", "HRSSMConfig",

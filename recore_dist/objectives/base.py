@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,11 +34,20 @@ class DynamicsConfig:
     free_nats: float = 1.0
     """KL per row below this many nats is not penalised (DreamerV2/V3: 1.0)."""
     reward_scale: float = 1.0
-    """Weight of the reward regression (squared error)."""
+    """Weight of the reward regression (squared error in reward units: order 1 for DMC's per-step
+    rewards in [0, action_repeat]; DreamerV2: 1.0)."""
     cont_scale: float = 1.0
     """Weight of the continue (1 - is_terminal) cross-entropy (DreamerV2: 1.0 in Atari)."""
+    continue_head: Literal["auto", "learn", "never"] = "auto"
+    """Continue probability in imagination. ``learn``: the continue head is trained on
+    ``is_terminal`` and multiplies the discount (DreamerV2/V3). ``never``: continue = 1, no
+    head loss: a task that cannot terminate gains nothing from it and a learned ~0.994 turned
+    DMC's 0.99 discount into ~0.984. ``auto`` (default): ``learn`` when the env can terminate
+    (``Spaces.terminates``: navigation success), else ``never`` (dm_control)."""
 
     def __post_init__(self) -> None:
+        if self.continue_head not in ("auto", "learn", "never"):
+            raise ValueError(f"continue_head={self.continue_head!r} must be auto, learn or never")
         if not 0.0 <= self.kl_balance <= 1.0:
             raise ValueError(f"kl_balance={self.kl_balance} must be in [0, 1]")
         for key in ("kl_scale", "free_nats", "reward_scale", "cont_scale"):
@@ -55,6 +66,11 @@ class Objective(nn.Module, abc.ABC):
         super().__init__()
         self.wm = wm
         self.dynamics = dynamics
+        mode = dynamics.continue_head
+        wm.learned_continue = mode == "learn" or (mode == "auto" and wm.spaces.terminates)
+        self.encoder_out: Tensor | None = None
+        """The fused encoder output ``[B, T, E]`` of the latest ``forward`` (with its graph), for
+        the learner's per-term gradient diagnostics."""
 
     @abc.abstractmethod
     def forward(self, batch: Batch) -> tuple[Tensor, Metrics, State]:
@@ -77,26 +93,30 @@ class Objective(nn.Module, abc.ABC):
                              f"{self.wm.spaces.action_dim}")
 
     def dynamics_terms(self, post: State, prior_stats: Tensor, feat: Tensor, batch: Batch) -> Metrics:
-        """Weighted KL, reward and continue losses (``loss/*``) plus ``wm/kl`` for logging."""
+        """Weighted KL, reward and (when learned) continue losses (``loss/*``) plus ``wm/*`` diagnostics."""
         cfg = self.dynamics
         kl, kl_value = kl_loss(self.wm.rssm, post["stats"], prior_stats, balance=cfg.kl_balance,
                                free=cfg.free_nats)
         reward_pred = self.wm.reward(feat)  # [B, T]
         arrived = (~batch["is_first"]).float()  # no reward arrives with a first observation
         reward = ((reward_pred - batch["reward"].float()).square() * arrived).sum() / arrived.sum().clamp(min=1)
-        cont_target = (~batch["is_terminal"]).float()
-        cont = F.binary_cross_entropy_with_logits(self.wm.cont(feat), cont_target)
-        return {"loss/kl": cfg.kl_scale * kl, "loss/reward": cfg.reward_scale * reward,
-                "loss/cont": cfg.cont_scale * cont, "wm/kl": kl_value,
-                "wm/prior_entropy": self.wm.rssm.entropy(prior_stats).mean().detach(),
-                "wm/post_entropy": self.wm.rssm.entropy(post["stats"]).mean().detach()}
+        out = {"loss/kl": cfg.kl_scale * kl, "loss/reward": cfg.reward_scale * reward, "wm/kl": kl_value,
+               "wm/reward_mse": reward.detach(),
+               "wm/prior_entropy": self.wm.rssm.entropy(prior_stats).mean().detach(),
+               "wm/post_entropy": self.wm.rssm.entropy(post["stats"]).mean().detach()}
+        if self.wm.learned_continue:
+            cont_target = (~batch["is_terminal"]).float()
+            out["loss/cont"] = cfg.cont_scale * F.binary_cross_entropy_with_logits(self.wm.cont(feat), cont_target)
+        return out
 
     def decoder_terms(self, feat: Tensor, batch: Batch, scales: dict[str, float]) -> Metrics:
-        """``loss/<target>`` for each decoder, weighted by ``scales[target]``."""
+        """``loss/<target>`` for each decoder (normalised per element, ``TargetDecoder.loss``),
+        weighted by ``scales[target]``; ``wm/<target>_error`` is its unweighted value."""
         out = {}
         for name, decoder in self.wm.decoders.items():
-            pred = decoder(feat)
-            out[f"loss/{name}"] = scales[name] * decoder.loss(pred, batch[name]).mean()
+            value = decoder.loss(decoder(feat), batch[name]).mean()
+            out[f"loss/{name}"] = scales[name] * value
+            out[f"wm/{name}_error"] = value.detach()
         return out
 
 

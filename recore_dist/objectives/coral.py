@@ -16,9 +16,9 @@ Contrastive Reconstructive Aggregated representation Learning. Per batch ``[B, T
      query is the *prior* feature at ``t``, computed before ``obs_t`` is seen, so the RSSM has to
      predict the observation's embedding (CPC-style, CoRAL's "CPC"; rows with ``is_first`` are
      not anchors there, since their prior carries no history).
-  4. Reconstruction terms: the image decoder (squared error summed over pixels, as the pixel
-     baseline) and an MLP proprio decoder (squared error summed over dimensions in symlog space,
-     DreamerV3's vector decoder).
+  4. Reconstruction terms: the image decoder (normalised per-pixel squared error, as the pixel
+     baseline) and an MLP proprio decoder (squared error per dimension in symlog space,
+     DreamerV3's vector decoder, averaged rather than summed so its weight is order 1).
   5. KL (balanced, free nats), reward and continue terms as in DreamerV2 (``dynamics_terms``).
 
 Metrics per modality ``m``: ``loss/contrastive_m`` with ``wm/contrastive_acc_m`` and
@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from recore_dist.models.config import ModelConfig
@@ -38,7 +39,7 @@ from recore_dist.models.nets import mlp
 from recore_dist.models.rssm import State
 from recore_dist.models.world_model import Spaces, WorldModel, encoder_inputs, symlog
 from recore_dist.objectives.base import Batch, DynamicsConfig, Metrics, Objective, total
-from recore_dist.objectives.contrastive import InverseTemperature, info_nce
+from recore_dist.objectives.contrastive import InverseTemperature, candidate_count, info_nce, near_in_time
 
 LossKind = Literal["contrastive", "reconstruction"]
 LOSS_KINDS: tuple[str, ...] = ("contrastive", "reconstruction")
@@ -57,11 +58,14 @@ class CoRALConfig:
     or the prior feature at ``t``, before ``obs_t`` (``predictive``, CoRAL's CPC; better where
     dynamics matter, e.g. occlusions)."""
     image_scale: float = 1.0
-    """Weight of the image's loss (InfoNCE, or the pixel squared error summed over pixels)."""
+    """Weight of the image's loss (InfoNCE, or the normalised per-pixel squared error)."""
     proprio_scale: float = 1.0
-    """Weight of the proprio loss (symlog squared error summed over dimensions, or InfoNCE)."""
+    """Weight of the proprio loss (symlog squared error per dimension, or InfoNCE)."""
     inverse_temperature: float = 10.0
     """Initial learned inverse temperature of each contrastive term (clamped to [1, 100])."""
+    negative_window: int = 8
+    """Other frames of an anchor's own sequence closer than this many steps are not candidates
+    (``near_in_time``), as in ReCoRe and CoRe."""
 
     def __post_init__(self) -> None:
         for key in ("image_loss", "proprio_loss"):
@@ -76,7 +80,7 @@ class CoRALConfig:
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        """Observation fields the encoder reads (the policy builds the same encoder from these)."""
+        """Observation fields CoRAL needs at least (``ObjectiveConfig.modalities`` adds them)."""
         return ("image", "proprio")
 
     @property
@@ -100,8 +104,8 @@ class ProprioDecoder(nn.Module):
         return self.net(feat).float()
 
     def loss(self, pred: Tensor, proprio: Tensor) -> Tensor:
-        """Per-row ``[B, T]``: squared error summed over dimensions, in symlog space."""
-        return (pred - symlog(proprio.float())).square().sum(-1)
+        """Per-row ``[B, T]``: squared error per dimension (mean), in symlog space."""
+        return (pred - symlog(proprio.float())).square().mean(-1)
 
 
 class CoRAL(Objective):
@@ -109,14 +113,16 @@ class CoRAL(Objective):
 
     name = "coral"
 
-    def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: CoRALConfig):
+    def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: CoRALConfig, *,
+                 modalities: tuple[str, ...] = ("image", "proprio")):
         if spaces.proprio_dim < 1:
             raise ValueError(f"coral encodes proprio: Spaces.proprio_dim must be >= 1 (spaces_of fills it "
                              f"from the env's 'proprio' observation), got {spaces.proprio_dim}")
         decoders = ("image",) if cfg.image_loss == "reconstruction" else ()
-        super().__init__(WorldModel(model, spaces, decoders=decoders, modalities=cfg.modalities), dynamics)
+        modalities = (*modalities, *(m for m in cfg.modalities if m not in modalities))
+        super().__init__(WorldModel(model, spaces, decoders=decoders, modalities=modalities), dynamics)
         self.cfg = cfg
-        self.batch_keys = cfg.modalities
+        self.batch_keys = self.wm.modalities
         contrastive = [m for m, kind in cfg.losses.items() if kind == "contrastive"]
         embed_dims = self.wm.encoder.embed_dims
         self.query_heads = nn.ModuleDict({m: Projection(model.feat, model.hidden, model.projection)
@@ -152,7 +158,8 @@ class CoRAL(Objective):
         """Encode every modality and filter: ``(embeddings {m: [B, T, E_m]}, posterior states,
         prior statistics)`` over the batch."""
         parts = self.wm.encode_parts(encoder_inputs(batch, self.wm.modalities))
-        post, prior_stats = self.wm.observe(self.wm.fuse(parts), batch["action"], batch["is_first"])
+        self.encoder_out = self.wm.fuse(parts)
+        post, prior_stats = self.wm.observe(self.encoder_out, batch["action"], batch["is_first"])
         return parts, post, prior_stats
 
     def forward(self, batch: Batch) -> tuple[Tensor, Metrics, State]:
@@ -161,23 +168,30 @@ class CoRAL(Objective):
         feat = self.wm.feat(post)  # [B, T, F]
         metrics = self.dynamics_terms(post, prior_stats, feat, batch)
         anchors = None if self.cfg.contrastive_style == "variational" else ~batch["is_first"].flatten()
+        exclude = near_in_time(*feat.shape[:2], self.cfg.negative_window, feat.device)
+        if exclude is not None and anchors is not None:
+            exclude = exclude[anchors][:, anchors]
         for m, query in self.predictions(post, prior_stats).items():
-            metrics.update(self._contrastive(m, query, parts[m], anchors))
+            metrics.update(self._contrastive(m, query, parts[m], anchors, exclude))
         if self.cfg.image_loss == "reconstruction":
             decoder = self.wm.decoders["image"]
-            metrics["loss/recon_image"] = self.cfg.image_scale * decoder.loss(decoder(feat), batch["image"]).mean()
+            value = decoder.loss(decoder(feat), batch["image"]).mean()
+            metrics["loss/recon_image"] = self.cfg.image_scale * value
+            metrics["wm/recon_image_error"] = value.detach()
         if self.cfg.proprio_loss == "reconstruction":
-            pred = self.proprio_decoder(feat)
-            metrics["loss/recon_proprio"] = self.cfg.proprio_scale * self.proprio_decoder.loss(
-                pred, batch["proprio"]).mean()
+            value = self.proprio_decoder.loss(self.proprio_decoder(feat), batch["proprio"]).mean()
+            metrics["loss/recon_proprio"] = self.cfg.proprio_scale * value
+            metrics["wm/recon_proprio_error"] = value.detach()
         return total(metrics), metrics, post
 
-    def _contrastive(self, m: str, query: Tensor, embed: Tensor, anchors: Tensor | None) -> Metrics:
+    def _contrastive(self, m: str, query: Tensor, embed: Tensor, anchors: Tensor | None,
+                     exclude: Tensor | None) -> Metrics:
         """InfoNCE between the queries ``[B, T, P]`` and the projected embeddings of modality ``m``."""
         q, k = query.flatten(0, 1), self.key_heads[m](embed.flatten(0, 1))  # [N, P]
         if anchors is not None:
             q, k = q[anchors], k[anchors]
         lam = self.temperatures[m]()
-        loss, acc = info_nce(q, k, lam)
+        loss, acc = info_nce(q, k, lam, exclude=exclude)
         return {f"loss/contrastive_{m}": self.cfg.scales[m] * loss, f"wm/contrastive_acc_{m}": acc,
+                f"wm/contrastive_chance_{m}": torch.tensor(1.0 / candidate_count(exclude, k.shape[0])),
                 f"wm/inverse_temperature_{m}": lam.detach()}

@@ -35,7 +35,7 @@ from recore_dist.models.nets import mlp
 from recore_dist.models.rssm import State
 from recore_dist.models.world_model import Spaces, WorldModel
 from recore_dist.objectives.base import Batch, DynamicsConfig, Metrics, Objective, total
-from recore_dist.objectives.contrastive import InverseTemperature, info_nce_two_sided
+from recore_dist.objectives.contrastive import InverseTemperature, info_nce_two_sided, near_in_time
 
 
 @dataclasses.dataclass
@@ -72,11 +72,17 @@ class CoReConfig:
     augment: bool = True
     """Randomly shift every sequence, the same shift for all its frames (CoRe A.3: random crops at
     one position per sequence; crops are CoRe's only augmentation). ``False`` feeds raw frames."""
+    negative_window: int = 8
+    """Other pairs of an anchor's own sequence closer than this many steps do not compete
+    (``near_in_time``; 1 keeps all): neighbouring frames differ by less than the shift does.
+    The same choice as ReCoRe's (docs/BENCHMARKS.md, ``bench objectives``)."""
     shift: int = 4
     """Pixels of the replicate-pad-and-crop shift (DrQ's 4 px pad; CoRe crops 84 of 100 px, i.e.
     offsets of up to 16 px, from renders larger than the model's input, which we do not have)."""
 
     def __post_init__(self) -> None:
+        if self.negative_window < 1:
+            raise ValueError(f"negative_window={self.negative_window} must be >= 1")
         if self.shift < 0:
             raise ValueError(f"shift={self.shift} must be >= 0")
         for key in ("contrastive_scale", "inverse_dynamics_scale"):
@@ -108,10 +114,12 @@ class CoRe(Objective):
     name = "core"
     batch_keys = ("image",)
 
-    def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: CoReConfig):
-        super().__init__(WorldModel(model, spaces), dynamics)
+    def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: CoReConfig, *,
+                 modalities: tuple[str, ...] = ("image",)):
+        super().__init__(WorldModel(model, spaces, modalities=modalities), dynamics)
         self.cfg = cfg
-        self.embed_projection = Projection(self.wm.encoder.embed_dim, model.hidden, model.projection)  # x_t
+        self.batch_keys = self.wm.modalities
+        self.embed_projection = Projection(self.wm.image_embed_dim, model.hidden, model.projection)  # x_t
         self.prediction = Projection(model.feat, model.hidden, model.projection)  # g: y_t = g(z_hat_t)
         self.inverse_dynamics = mlp(2 * model.feat, model.hidden, model.mlp_layers, spaces.action_dim)
         self.temperature = InverseTemperature(cfg.inverse_temperature)
@@ -135,28 +143,40 @@ class CoRe(Objective):
     def forward(self, batch: Batch) -> tuple[Tensor, Metrics, State]:
         self.check_batch(batch)
         cfg = self.cfg
-        embed = self.wm.encode(self.images(batch["image"]))  # [B, T, E]
+        embed, image_embed = self.wm.encode_views(self.images(batch["image"]), batch)  # [B, T, E], [B, T, E_image]
+        self.encoder_out = embed
         post, prior_stats = self.wm.observe(embed, batch["action"], batch["is_first"])
         feat = self.wm.feat(post)  # [B, T, F]
         metrics = self.dynamics_terms(post, prior_stats, feat, batch)
-        x = self.embed_projection(embed)  # [B, T, P]
+        x = self.embed_projection(image_embed)  # [B, T, P]
         y = self.prediction(self.wm.feat(self.predicted_state(post, prior_stats)))  # [B, T, P]
         lam = self.temperature()
         valid = ~batch["is_first"] if cfg.skip_first else None
-        loss, acc = info_nce_two_sided(x, y, lam, negatives=cfg.negatives, valid=valid, normalize=cfg.normalize)
+        exclude = near_in_time(*x.shape[:2], cfg.negative_window, x.device)
+        loss, acc = info_nce_two_sided(x, y, lam, negatives=cfg.negatives, valid=valid, normalize=cfg.normalize,
+                                       exclude=exclude)
         metrics["loss/contrastive"] = cfg.contrastive_scale * loss
         metrics["loss/inverse_dynamics"] = cfg.inverse_dynamics_scale * self.inverse_dynamics_loss(feat, batch)
         metrics["wm/contrastive_acc"] = acc
+        metrics["wm/contrastive_chance"] = torch.tensor(1.0 / self.candidates(x.shape[0], x.shape[1], exclude))
         metrics["wm/inverse_temperature"] = lam.detach()
         return total(metrics), metrics, post
 
+    def candidates(self, batch: int, length: int, exclude: Tensor | None) -> float:
+        """Mean candidates per anchor (positive included) under ``negatives`` and the window."""
+        n = length if self.cfg.negatives == "sequence" else batch * length
+        if exclude is None:
+            return float(n)
+        return float(n) - float(exclude.float().sum(-1).mean())
+
     def inverse_dynamics_loss(self, feat: Tensor, batch: Batch) -> Tensor:
-        """Mean over transitions of ``||a_{t-1} - a_hat_{t-1}||^2`` (continuous) or the cross-entropy (discrete)."""
+        """Mean over transitions of ``||a_{t-1} - a_hat_{t-1}||^2 / A`` (continuous, per action dimension) or the
+        cross-entropy (discrete)."""
         inputs, target, valid = inverse_dynamics_pairs(feat, batch["action"], batch["is_first"])
         pred = self.inverse_dynamics(inputs).float()  # [B, T-1, A]
         if self.wm.spaces.discrete:
             err = F.cross_entropy(pred.flatten(0, 1), target.argmax(-1).flatten(), reduction="none")
             err = err.view_as(valid)
         else:
-            err = (pred - target.float()).square().sum(-1)  # [B, T-1]
+            err = (pred - target.float()).square().mean(-1)  # [B, T-1], per action dimension
         return (err * valid).sum() / valid.sum().clamp(min=1.0)

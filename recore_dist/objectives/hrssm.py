@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.masking import MaskFill, apply_mask, cube_mask, cube_side
 from recore_dist.models.rssm import RSSM, State
-from recore_dist.models.world_model import Spaces, WorldModel
+from recore_dist.models.world_model import Spaces, WorldModel, encoder_inputs
 from recore_dist.objectives.base import Batch, DynamicsConfig, Metrics, Objective, total
 from recore_dist.objectives.ema import ema_copy, ema_update
 
@@ -165,9 +165,11 @@ class HRSSM(Objective):
     name = "hrssm"
     batch_keys = ("image",)
 
-    def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: HRSSMConfig):
-        super().__init__(WorldModel(model, spaces), dynamics)
+    def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: HRSSMConfig, *,
+                 modalities: tuple[str, ...] = ("image",)):
+        super().__init__(WorldModel(model, spaces, modalities=modalities), dynamics)
         self.cfg = cfg
+        self.batch_keys = self.wm.modalities
         self.cube_side = cube_side(cfg.mask_side, model.image_size)
         # One linear map of the feature, as the official ``get_mlp_feat`` (no bias).
         self.project = nn.Linear(model.feat, model.projection, bias=False)
@@ -188,38 +190,47 @@ class HRSSM(Objective):
         cfg = self.cfg
         raw_images = self.wm.images(batch["image"])  # float [B, T, C, H, W] in [0, 1]
         masked_images, mask = self.mask(raw_images)
-        embed = self.wm.encode(masked_images)  # [B, T, E]
+        embed, _ = self.wm.encode_views(masked_images, batch)  # [B, T, E]
+        self.encoder_out = embed
         post, prior_stats = self.wm.observe(embed, batch["action"], batch["is_first"])
         feat = self.wm.feat(post)  # [B, T, F]
         metrics = self.dynamics_terms(post, prior_stats, feat, batch)
-        raw, raw_next = self.raw_branch(raw_images, post["deter"], batch["action"])
+        raw, raw_next = self.raw_branch(raw_images, post["deter"], batch)
         raw_feat = self.wm.feat(raw)  # [B, T, F], no gradient
         with torch.no_grad():
             target = self.raw_project(raw_feat)  # [B, T, P]
         recon = latent_reconstruction_loss(self.project(feat), target)  # [B, T]
         metrics["loss/latent_recon"] = cfg.latent_recon_scale * recon.mean()
         metrics["wm/latent_cos"] = (1.0 - 0.5 * recon.detach()).mean()
+        metrics["wm/latent_recon_error"] = recon.detach().mean()  # normalised MSE in [0, 4]
         metrics.update(self.bisimulation(feat, post["deter"], prior_stats, raw_feat, raw_next, batch))
         metrics["wm/mask_ratio"] = mask.float().mean()
         return total(metrics), metrics, raw if cfg.start_states == "raw" else post
 
     @torch.no_grad()
-    def raw_branch(self, raw_images: Tensor, deter: Tensor, action: Tensor) -> tuple[State, State]:
+    def raw_branch(self, raw_images: Tensor, deter: Tensor, batch: Batch) -> tuple[State, State]:
         """Momentum posterior on unmasked frames over the masked branch's history, and its
         one-step prediction.
 
         Args:
             raw_images: float ``[B, T, C, H, W]``, unmasked.
             deter: ``[B, T, D]`` the masked branch's deterministic states ``h_t`` (shared history).
-            action: ``[B, T, A]`` the action taken after each row.
+            batch: the replay batch (``action [B, T, A]``, the action taken after each row, and
+                the non-image modalities a multimodal encoder reads).
 
         Returns:
             ``(raw, raw_next)``: ``raw`` ``[B, T, ...]`` with ``z~_t ~ q_ema(z | h_t, e^raw_t)``;
             ``raw_next`` ``[B, T-1, ...]`` the momentum prior step from ``(h_t, z~_t, a_t)``.
         """
-        rssm = self.raw_rssm
+        rssm, action = self.raw_rssm, batch["action"]
         deter = deter.detach()
-        embed = self.raw_encoder(raw_images.flatten(0, 1)).unflatten(0, raw_images.shape[:2])  # [B, T, E]
+        lead = raw_images.shape[:2]
+        if self.wm.multimodal:
+            extra = encoder_inputs(batch, tuple(m for m in self.wm.modalities if m != "image"))
+            inputs = {"image": raw_images, **extra}
+            embed = self.raw_encoder({k: v.flatten(0, 1) for k, v in inputs.items()}).unflatten(0, lead)
+        else:
+            embed = self.raw_encoder(raw_images.flatten(0, 1)).unflatten(0, lead)  # [B, T, E]
         stats = rssm._dist_stats(rssm.post_out(rssm.post_deter(deter) + rssm.post_embed(embed)))
         raw = {"deter": deter, "stoch": rssm.sample(stats), "stats": stats}
         raw_next = rssm.img_step({"deter": deter[:, :-1], "stoch": raw["stoch"][:, :-1]}, action[:, :-1])

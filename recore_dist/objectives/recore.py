@@ -5,13 +5,16 @@ Per batch ``[B, T]``:
      key view (random shift, colour jitter, grayscale, blur, cutout; ReCoRe sec. 3).
   2. The query view is encoded and filtered by the RSSM (posterior states).
   3. InfoNCE between queries from the online branch and keys from a momentum (EMA) encoder on
-     the key view (or the online encoder without gradients); the other ``B*T - 1`` frames of
-     the batch are the negatives; the inverse temperature is learned (CoRe eq. 3). Queries come
-     from the posterior feature (so the latent state must identify the observation) and from
-     the encoder embedding (CURL-style), averaged.
+     the key view (or the online encoder without gradients); the inverse temperature is
+     learned (CoRe eq. 3). Queries come from the posterior feature (so the latent state must
+     identify the observation) and from the encoder embedding (CURL-style), averaged. The
+     candidate set of a query is every frame of the batch except the other frames of its own
+     sequence less than ``negative_window`` steps away (``near_in_time``): those differ by less
+     than the augmentations do. Top-1 accuracy is logged beside its chance level.
   4. The intervention-invariant auxiliary loss decodes depth (default), segmentation or the
      clean (intervention-free) image from the posterior feature; it keeps the contrastive
-     features from collapsing onto augmentation-invariant but task-irrelevant content.
+     features from collapsing onto augmentation-invariant but task-irrelevant content. Its loss
+     is a per-element mean normalised by the target's variance (``TargetDecoder.loss``), order 1.
   5. KL (balanced, free nats), reward and continue terms as in DreamerV2.
 """
 
@@ -28,7 +31,7 @@ from recore_dist.models.config import ModelConfig
 from recore_dist.models.rssm import State
 from recore_dist.models.world_model import Spaces, WorldModel
 from recore_dist.objectives.base import Batch, DynamicsConfig, Metrics, Objective, total
-from recore_dist.objectives.contrastive import InverseTemperature, info_nce
+from recore_dist.objectives.contrastive import InverseTemperature, candidate_count, info_nce, near_in_time
 from recore_dist.objectives.ema import ema_copy, ema_update
 
 
@@ -43,12 +46,13 @@ class ReCoReConfig:
     options). Ablations (ReCoRe slides' table): ``none`` drops the auxiliary task ("- D");
     ``image`` replaces it with RGB reconstruction of the observed frame ("- D + I"), which is not
     intervention-invariant."""
-    aux_scale: float = 100.0
-    """Weight of the auxiliary decoder loss (squared error summed over the target's pixels, depth
-    in units of ``max_depth``). A 32 px depth map has 1/12 of the values of a 64 px image and a
-    narrow range, so at weight 1 its loss was ~1 nat, below KL and reward, and the latent state
-    ignored the pole on cartpole (KL under the free nats); 100 puts it on the scale of a pixel
-    reconstruction loss."""
+    aux_scale: float = 1.0
+    """Weight of the auxiliary decoder loss. The loss is the per-element squared error divided
+    by the target's running variance (1 = predicting the mean; cross-entropy per pixel for
+    segmentation), so 1 puts it on the scale of the contrastive, KL and reward terms. (The
+    earlier summed loss at weight 100 reached 200-300 against ~5 for InfoNCE, drove the gradient
+    norm to 15-75x the clip and was, in effect, a depth-decoder Dreamer; docs/BENCHMARKS.md,
+    ``bench objectives``, has the gradient shares at this default.)"""
     query: Literal["feat", "embed", "both"] = "both"
     """Where queries come from: posterior feature, encoder embedding (CURL), or both averaged."""
     key_encoder: Literal["ema", "online"] = "ema"
@@ -57,6 +61,10 @@ class ReCoReConfig:
     """Momentum-encoder update rate per step (CURL: tau = 0.05 for the encoder)."""
     inverse_temperature: float = 10.0
     """Initial learned inverse temperature (clamped to [1, 100])."""
+    negative_window: int = 8
+    """Other frames of a query's own sequence closer than this many steps are not candidates
+    (``near_in_time``; 1 keeps every frame). 8 steps at cartpole's action repeat are 0.32 s of
+    motion; chosen with ``recore-dist bench objectives`` (docs/BENCHMARKS.md)."""
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     """Augmentations for the two views."""
     augment_views: bool = True
@@ -65,6 +73,8 @@ class ReCoReConfig:
     "- CL + DA"."""
 
     def __post_init__(self) -> None:
+        if self.negative_window < 1:
+            raise ValueError(f"negative_window={self.negative_window} must be >= 1")
         if not 0.0 < self.ema_rate <= 1.0:
             raise ValueError(f"ema_rate={self.ema_rate} must be in (0, 1]")
         for key in ("contrastive_scale", "aux_scale"):
@@ -77,23 +87,26 @@ class ReCoRe(Objective):
 
     name = "recore"
 
-    def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: ReCoReConfig):
+    def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: ReCoReConfig, *,
+                 modalities: tuple[str, ...] = ("image",)):
         decoders = () if cfg.aux_target == "none" else (cfg.aux_target,)
-        wm = WorldModel(model, spaces, decoders=decoders, projection=True)
+        wm = WorldModel(model, spaces, decoders=decoders, projection=True, modalities=modalities)
         super().__init__(wm, dynamics)
         self.cfg = cfg
-        self.batch_keys = ("image", *decoders) if cfg.aux_target != "image" else ("image",)
+        extra = tuple(m for m in wm.modalities if m != "image")
+        self.batch_keys = ("image", *extra, *(d for d in decoders if d != "image"))
         self.temperature = InverseTemperature(cfg.inverse_temperature)
         if cfg.key_encoder == "ema":
-            self.key_encoder = ema_copy(wm.encoder)
+            self.key_encoder = ema_copy(wm.image_encoder)
             self.key_projection = ema_copy(wm.project_embed)
 
     def _keys(self, view: Tensor) -> Tensor:
+        """Image-only keys ``[N, P]`` of the key view (no gradient)."""
         with torch.no_grad():
             if self.cfg.key_encoder == "ema":
                 embed = self.key_encoder(view.flatten(0, 1))
                 return self.key_projection(embed)
-            return self.wm.project_embed(self.wm.encoder(view.flatten(0, 1)))
+            return self.wm.project_embed(self.wm.image_encoder(view.flatten(0, 1)))
 
     def forward(self, batch: Batch) -> tuple[Tensor, Metrics, State]:
         self.check_batch(batch)
@@ -103,19 +116,22 @@ class ReCoRe(Objective):
                 query_view, key_view = augment_pair(images, self.cfg.augment)  # float [0, 1]
             else:
                 query_view = key_view = images.float().div(255.0)
-        embed = self.wm.encode(query_view)  # [B, T, E]
+        embed, image_embed = self.wm.encode_views(query_view, batch)  # [B, T, E], [B, T, E_image]
+        self.encoder_out = embed
         post, prior_stats = self.wm.observe(embed, batch["action"], batch["is_first"])
         feat = self.wm.feat(post)  # [B, T, F]
         metrics = self.dynamics_terms(post, prior_stats, feat, batch)
         if self.cfg.contrastive_scale > 0:  # the "- CL" ablations skip the whole term
             key = self._keys(key_view)  # [N, P]
             lam = self.temperature()
+            exclude = near_in_time(*feat.shape[:2], self.cfg.negative_window, feat.device)
             queries = {"feat": [self.wm.project_feat(feat.flatten(0, 1))],
-                       "embed": [self.wm.project_embed(embed.flatten(0, 1))]}
+                       "embed": [self.wm.project_embed(image_embed.flatten(0, 1))]}
             queries["both"] = queries["feat"] + queries["embed"]
-            losses, accs = zip(*(info_nce(q, key, lam) for q in queries[self.cfg.query]))
+            losses, accs = zip(*(info_nce(q, key, lam, exclude=exclude) for q in queries[self.cfg.query]))
             metrics["loss/contrastive"] = self.cfg.contrastive_scale * sum(losses) / len(losses)
             metrics["wm/contrastive_acc"] = sum(accs) / len(accs)
+            metrics["wm/contrastive_chance"] = torch.tensor(1.0 / candidate_count(exclude, key.shape[0]))
             metrics["wm/inverse_temperature"] = lam.detach()
         if self.cfg.aux_target != "none":
             metrics.update(self.decoder_terms(feat, batch, {self.cfg.aux_target: self.cfg.aux_scale}))
@@ -123,5 +139,5 @@ class ReCoRe(Objective):
 
     def after_step(self) -> None:
         if self.cfg.key_encoder == "ema":
-            ema_update(self.key_encoder, self.wm.encoder, self.cfg.ema_rate)
+            ema_update(self.key_encoder, self.wm.image_encoder, self.cfg.ema_rate)
             ema_update(self.key_projection, self.wm.project_embed, self.cfg.ema_rate)

@@ -45,7 +45,7 @@ def spaces_of(envs) -> Spaces:
     proprio_dim = int(np.prod(obs_space["proprio"].shape)) if "proprio" in obs_space.spaces else 0
     return Spaces(action_dim=int(np.prod(space.shape)), image_channels=int(obs_space["image"].shape[-1]),
                   num_classes=int(getattr(env, "num_classes", 0)), max_depth=float(getattr(env, "max_depth", 10.0)),
-                  proprio_dim=proprio_dim)
+                  proprio_dim=proprio_dim, terminates=bool(getattr(env, "terminates", True)))
 
 
 class LocalRunner:
