@@ -2,7 +2,7 @@
 
     recore-dist train --config configs/quickstart.yaml [--set key=value ...] [--runner ray|local] [--address auto]
     recore-dist scale --logdir runs/quickstart --runners 4
-    recore-dist bench envs | learner | learn | actors | replay | scaling | compare [--json]
+    recore-dist bench envs | learner | learn | actors | replay | scaling | compare | objectives [--json]
 """
 
 from __future__ import annotations
@@ -97,6 +97,19 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", default="0", help="comma-separated seeds (every method runs each)")
     compare.add_argument("--episodes", type=int, default=5, help="evaluation episodes per split")
     compare.add_argument("--logdir", default="runs/bench_compare", help="each run's logs go in a subfolder")
+    objectives = bench_sub.add_parser("objectives", help="every objective N updates on one cached random-policy "
+                                      "replay: speed, clipping, gradient shares, SSL accuracy, held-out probe")
+    objectives.add_argument("--json", action="store_true", help="print one JSON object")
+    objectives.add_argument("--updates", type=int, default=500, help="learner updates per objective")
+    objectives.add_argument("--size", default="xs", help="model size preset")
+    objectives.add_argument("--methods", default="recore,core,hrssm,coral,recon", help="comma-separated objectives")
+    objectives.add_argument("--batch-size", type=int, default=16)
+    objectives.add_argument("--length", type=int, default=32)
+    objectives.add_argument("--grad-every", type=int, default=25, help="updates between gradient diagnostics")
+    objectives.add_argument("--episodes", type=int, default=32, help="random-policy episodes in the dataset")
+    objectives.add_argument("--threads", type=int, default=2)
+    objectives.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="learner config override for every method, e.g. objective.recore.aux_scale=2")
     return parser
 
 
@@ -189,6 +202,14 @@ def _bench(args: argparse.Namespace) -> int:
         result = run_bench(methods=args.methods.split(","), minutes=args.minutes,
                            seeds=[int(s) for s in args.seeds.split(",")], config_path=args.config,
                            overrides=args.overrides, episodes=args.episodes, logdir=args.logdir)
+        print(json.dumps(result) if args.json else format_table(result))
+        return 0
+    if args.bench == "objectives":
+        from recore_dist.bench.objectives import format_table, run_bench
+
+        result = run_bench(methods=args.methods.split(","), updates=args.updates, size=args.size,
+                           batch_size=args.batch_size, length=args.length, grad_every=args.grad_every,
+                           episodes=args.episodes, threads=args.threads, overrides=args.overrides)
         print(json.dumps(result) if args.json else format_table(result))
         return 0
     return 2  # pragma: no cover
