@@ -221,6 +221,7 @@ class Learner:
             behavior_losses = self._update_sac(data, wm_loss, post, metrics)
         else:
             behavior_losses = self._update_imagine(data, wm_loss, post, metrics)
+        self.objective.encoder_out = None  # drop the graph it holds
         self.objective.after_step()
         self.ac.after_step()
         self.updates += 1

@@ -32,6 +32,7 @@ def run_bench(*, config_path: str, overrides: list[str], minutes: float, episode
         start = time.perf_counter()
         summary = runner.run(max_seconds=60.0 * minutes)
         trained = time.perf_counter() - start
+        precision = str(runner.learner.dtype).replace("torch.", "")
         results = {**runner.evaluate("train", episodes), **runner.evaluate("heldout", episodes),
                    **runner.evaluate("train", episodes, random=True)}
     finally:
@@ -41,7 +42,7 @@ def run_bench(*, config_path: str, overrides: list[str], minutes: float, episode
     random = results["eval_random_train/return"]
     return {"task": cfg.env.name, "interventions": cfg.env.interventions, "minutes": minutes,
             "train_seconds": trained, "env_steps": summary["env_steps"], "updates": summary["updates"],
-            "replay_ratio": cfg.replay.ratio, "model_size": cfg.learner.model.size, "params": summary["params"],
+            "replay_ratio": cfg.replay.ratio, "precision": precision, "model_size": cfg.learner.model.size, "params": summary["params"],
             "episodes": episodes, "return_train": train, "return_heldout": heldout, "return_random": random,
             "train_over_random": train / random if random else None,
             "heldout_over_train": heldout / train if train else None,
@@ -53,7 +54,8 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join([
         f"{result['task']} ({result['interventions']}), {result['minutes']:.0f} min budget: "
         f"{result['env_steps']} env steps, {result['updates']} updates, model {result['model_size']} "
-        f"({result['params']['total']:,} params), replay ratio {result['replay_ratio']:g}",
+        f"({result['params']['total']:,} params), replay ratio {result['replay_ratio']:g}, "
+        f"{result.get('precision', '?')} autocast",
         f"{'policy':<28}{'return':>10}",
         f"{'learned, train split':<28}{result['return_train']:>10.1f}",
         f"{'learned, held-out split':<28}{result['return_heldout']:>10.1f}",

@@ -22,7 +22,8 @@ process with the same torch threads, and reports:
   frames filtered by the posterior (no augmentation or masking):
   *reward error*: the model's own reward head, MSE normalised by the reward variance;
   *depth error*: a ridge-regression probe from the posterior feature to 16 x 16 depth, fitted on
-  the fit episodes' train-split features, MSE over the per-pixel variance across frames. ``probe_ratio`` is held-out / train
+  the fit episodes' train-split features (penalty picked on a held-back quarter of them), MSE
+  over the per-pixel variance across frames. ``probe_ratio`` is held-out / train
   error for each: 1 means the representation predicts as well under unseen colours and
   backgrounds (the seeds' claim in miniature); more means it relies on them.
 """
@@ -48,7 +49,7 @@ SSL_CHANCE = {"recore": "wm/contrastive_chance", "core": "wm/contrastive_chance"
               "coral": "wm/contrastive_chance_image"}
 WARMUP_UPDATES = 100  # clip fraction and gradient shares are counted after these (issue 13)
 PROBE_SIDE = 16  # depth probe resolution
-RIDGE = 1e-2  # ridge penalty relative to the mean feature variance
+RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # penalties (x rows, on standardised features), picked on held-back fit episodes
 
 
 # -- one objective, in its own process -------------------------------------------------------------
@@ -157,11 +158,11 @@ def depth_targets(split: dict[str, np.ndarray], episodes: np.ndarray) -> np.ndar
     return pooled.reshape(e * l, -1)
 
 
-def ridge_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ridge_fit(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Standardised ridge regression ``y ~ x``: returns ``(mean, scale, weights)``."""
     mean, scale = x.mean(0), x.std(0) + 1e-6
     z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], 1)
-    penalty = RIDGE * len(x) * np.eye(z.shape[1])
+    penalty = ridge * len(x) * np.eye(z.shape[1])
     penalty[-1, -1] = 0.0
     weights = np.linalg.solve(z.T @ z + penalty, z.T @ y)
     return mean, scale, weights
@@ -176,12 +177,16 @@ def probe(learner, data, fit: np.ndarray, test: np.ndarray, method: str) -> dict
     """Reward-head and depth-probe errors on the test episodes under both splits, and their ratios."""
     fit_feat, _ = features(learner, data.train, fit, method)
     fit_depth = depth_targets(data.train, fit)
-    depth_model = ridge_fit(fit_feat, fit_depth)
+    rows = len(fit_feat) // len(fit) * (len(fit) - max(1, len(fit) // 4))  # last quarter of the fit episodes
+    val_err = {r: float(np.mean((ridge_predict(ridge_fit(fit_feat[:rows], fit_depth[:rows], r), fit_feat[rows:])
+                                 - fit_depth[rows:]) ** 2)) for r in RIDGES}
+    ridge = min(val_err, key=val_err.get)
+    depth_model = ridge_fit(fit_feat, fit_depth, ridge)
     depth_var = float(fit_depth.var(0).mean())  # per-pixel variance over frames: what a probe must explain
     arrived = ~data.train["is_first"][test].reshape(-1)
     reward = data.train["reward"][test].reshape(-1)[arrived]
     reward_var = float(reward.var()) or 1.0
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"depth_probe_ridge": ridge}
     for split in ("train", "heldout"):
         feat, reward_pred = features(learner, data.split(split), test, method)
         depth_err = float(np.mean((ridge_predict(depth_model, feat) - depth_targets(data.split(split), test)) ** 2))
@@ -227,6 +232,12 @@ def run_bench(*, methods: tuple[str, ...] | list[str] = METHODS, updates: int = 
         if progress:
             print(f"[bench objectives] {method}: {updates} updates ...", file=sys.stderr, flush=True)
         rows.append(_child(spec, threads))
+        if progress:
+            row = rows[-1]
+            print(f"[bench objectives] {method}: {row['seconds_per_update']:.2f} s/update, clip "
+                  f"{row['clip_fraction']:.0%}, ssl {row['ssl_accuracy']} (chance {row['ssl_chance']}), shares "
+                  f"{ {k: round(v, 2) for k, v in row['grad_share'].items()} }, probe {row['probe_ratio']}",
+                  file=sys.stderr, flush=True)
     return {"task": "dmc:cartpole-swingup", "interventions": "colour,background", "episodes": episodes,
             "fit_test": "75% / 25% of episodes", "batch_size": batch_size, "length": length, "size": size,
             "updates": updates, "threads": threads, "cores": os.cpu_count(), "cpu": _cpu_name(),

@@ -2,8 +2,8 @@
 
 Decoder losses are per-element means on one scale, so that default loss weights are of order 1
 next to InfoNCE, KL and reward: squared error divided by a running estimate of the target's
-variance (the fraction of variance left unexplained: 1 for predicting the mean, 0 for a perfect
-decoder) for depth and images, cross-entropy per pixel (nats) for segmentation. DreamerV2's
+per-pixel variance across frames (the fraction of variance left unexplained: 1 for predicting
+each pixel's mean, 0 for a perfect decoder) for depth and images, cross-entropy per pixel (nats) for segmentation. DreamerV2's
 per-frame sums over pixels made a 32 px depth map weigh ~1,000 x a reward and needed a weight of
 100 to matter. The invariant targets decode at ``ModelConfig.target_size`` (32 px by default).
 """
@@ -54,8 +54,10 @@ class TargetDecoder(nn.Module):
     ``depth``: 1 channel, depth / ``max_depth`` (in [0, 1]); normalised squared error.
     ``segmentation``: ``num_classes`` logits, cross-entropy per pixel against the class map.
     ``clean_image`` / ``image``: 3 channels, pixels in [0, 1]; normalised squared error.
-    The normaliser is an EMA (decay ``var_decay``) of the target's variance over the batches
-    seen in training, floored at ``min_var``; it is a buffer, so it checkpoints.
+    The normaliser is an EMA (decay ``var_decay``) of each element's variance across the batch's
+    frames, averaged over elements, floored at ``min_var``: 1 means "no better than each pixel's
+    mean", so the static layout (sky, floor) that any decoder learns at once does not count as
+    explained variance. It is a buffer, so it checkpoints.
     Targets larger than the decoder's side are area-averaged (depth, images) or strided
     (segmentation) down to it.
     """
@@ -63,8 +65,8 @@ class TargetDecoder(nn.Module):
     var_decay: float = 0.99
     """EMA decay of the target-variance normaliser (DreamerV3's return-normaliser decay)."""
     min_var: float = 1e-4
-    """Floor of the normaliser (a std of 1% of the target range), so a constant target cannot
-    blow the loss up."""
+    """Floor of the normaliser (a std of 1% of the [0, 1] target range), so a nearly constant
+    target cannot blow the loss up."""
 
     def __init__(self, name: str, cfg: ModelConfig, *, size: int, depth: int, num_classes: int = 0,
                  max_depth: float = 10.0):
@@ -114,8 +116,8 @@ class TargetDecoder(nn.Module):
     @torch.no_grad()
     def normaliser(self, target: Tensor) -> Tensor:
         """The running target variance (updated from ``target`` when training), floored."""
-        if self.training:
-            var = target.float().var()
+        if self.training:  # per-element variance over the batch's frames, averaged over elements
+            var = target.float().flatten(0, 1).var(0, unbiased=False).mean()
             first = self.target_var <= 0
             self.target_var.copy_(torch.where(first, var, self.var_decay * self.target_var
                                               + (1 - self.var_decay) * var))
