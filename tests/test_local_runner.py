@@ -50,8 +50,8 @@ def test_trains_logs_checkpoints_and_resumes(tmp_path):
     assert (logdir / "config.yaml").is_file() and (logdir / "checkpoint" / "learner.pt").is_file()
     assert json.loads((logdir / "summary.json").read_text())["updates"] == first["updates"]
     tags = _tags(logdir)
-    for tag in ("loss/contrastive", "loss/depth", "loss/kl", "ac/return",
-                "eval_policy_heldout/return", "perf/updates_per_second", "open_loop/depth", "open_loop/real"):
+    for tag in ("loss/contrastive", "loss/depth", "loss/kl", "ac/return", "grad/contrastive", "grad/depth",
+                "wm/contrastive_chance", "opt/model_clipped", "eval_policy_heldout/return", "perf/updates_per_second", "open_loop/depth", "open_loop/real"):
         assert tag in tags, tag
     # Resume with a larger budget: counters, learner and replay continue.
     cfg2 = tiny_train_config(logdir, env_steps=256)

@@ -81,6 +81,7 @@ class LearnerWorker:
         """Update for about ``seconds`` (at least one update if a batch arrives in that time)."""
         start = time.perf_counter()
         sums: dict[str, float] = collections.defaultdict(float)
+        counts: dict[str, int] = collections.defaultdict(int)
         done, starved = 0, 0.0
         while True:
             left = seconds - (time.perf_counter() - start)
@@ -99,10 +100,11 @@ class LearnerWorker:
             done += 1
             for key, value in metrics.items():
                 sums[key] += value
+                counts[key] += 1  # some keys (grad/*) come every K updates only
             if self.learner.updates % self.cfg.ray.publish_every == 0:
                 self._publish()
         elapsed = time.perf_counter() - start
-        out = {key: value / done for key, value in sums.items()} if done else {}
+        out = {key: value / counts[key] for key, value in sums.items()}
         out.update({"learner/updates": float(self.learner.updates), "perf/updates_per_second": done / elapsed,
                     "perf/learner_starved_fraction": starved / elapsed,
                     "perf/samples_per_second": done * self.cfg.learner.batch_size / elapsed,

@@ -65,6 +65,7 @@ class LocalRunner:
         self.envs = make_env_vector(cfg, "train", cfg.num_envs, cfg.seed)
         self.spaces = spaces_of(self.envs)
         self.learner = Learner(cfg.learner, self.spaces)
+        self._pending: dict[str, float] = {}  # gradient diagnostics waiting for the next log step
         lc = cfg.learner
         self.batch_steps = lc.batch_size * lc.batch_length
         self.ratio = ReplayRatio(cfg.replay.ratio, batch_steps=self.batch_steps, min_steps=cfg.replay.prefill)
@@ -165,10 +166,12 @@ class LocalRunner:
         if updates % cfg.policy_sync == 0:
             self._sync_policy()
         step = self.counters["env_steps"]
+        self._pending.update({k: v for k, v in metrics.items() if k.startswith("grad/")})  # every K updates only
         if updates % cfg.log_every == 0:
             rates = {"perf/env_steps_per_second": env_rate.rate(), "perf/updates_per_second": update_rate.rate()}
             replay = {f"replay/{k}": float(v) for k, v in self.replay.stats().items()}
-            logger.scalars({**metrics, **rates, **replay, "perf/updates": updates}, step)
+            logger.scalars({**metrics, **self._pending, **rates, **replay, "perf/updates": updates}, step)
+            self._pending = {}
         if updates % cfg.image_every == 0:
             for tag, grid in open_loop_grids(self.learner, self.replay.sample(4)).items():
                 logger.images(f"open_loop/{tag}", grid[None], step)
