@@ -91,7 +91,9 @@ def test_decoder_losses_are_normalised_per_element():
 
 def test_default_weights_are_of_order_one():
     cfg = tiny_learner_config("recore")
-    assert cfg.objective.recore.aux_scale == 1.0 and cfg.objective.recon.image_scale == 1.0
+    weights = (cfg.objective.recore.aux_scale, cfg.objective.recore.contrastive_scale, cfg.objective.recon.image_scale,
+               cfg.objective.core.contrastive_scale, cfg.objective.hrssm.latent_recon_scale)
+    assert all(0.1 <= w <= 10.0 for w in weights), weights
     out = Learner(cfg, Spaces(action_dim=1)).update(synthetic_batch())
     for key in ("loss/depth", "loss/contrastive", "loss/reward", "loss/kl"):
         assert 0.0 <= out[key] < 20.0, (key, out[key])
@@ -228,8 +230,10 @@ def test_env_specs_say_whether_they_terminate():
 
 # -- navigation: the goal reaches the policy --------------------------------------------------------------
 def test_nav_preset_encodes_the_goal():
-    cfg = config_lib.load(TrainConfig, "configs/nav_pointgoal.yaml")
-    assert cfg.learner.objective.modalities == ("image", "proprio")
+    for preset in ("configs/nav_pointgoal.yaml", "configs/igibson_pointnav.yaml"):
+        cfg = config_lib.load(TrainConfig, preset)
+        assert cfg.learner.objective.modalities == ("image", "proprio"), preset
+    assert cfg.env.name == "igibson:pointnav"
     dmc = config_lib.load(TrainConfig, "configs/bench_learn.yaml")
     assert dmc.learner.objective.modalities == ("image",)
 

@@ -40,17 +40,22 @@ from recore_dist.objectives.ema import ema_copy, ema_update
 class ReCoReConfig:
     """ReCoRe's loss weights and contrastive set-up."""
 
-    contrastive_scale: float = 1.0
-    """Weight of the InfoNCE term."""
+    contrastive_scale: float = 0.5
+    """Weight of the InfoNCE term. Its gradient reaches the encoder output directly (the query
+    is a projection of the embedding), the others through the posterior: at weights 1 / 1 it was
+    95% of the encoder's gradient, depth 2% (``bench objectives``, 500 updates, xs); 0.5 with
+    ``aux_scale`` 4 keeps every term under 90%."""
     aux_target: Literal["depth", "segmentation", "clean_image", "image", "none"] = "depth"
     """Intervention-invariant auxiliary target (ReCoRe: depth; segmentation and denoising as
     options). Ablations (ReCoRe slides' table): ``none`` drops the auxiliary task ("- D");
     ``image`` replaces it with RGB reconstruction of the observed frame ("- D + I"), which is not
     intervention-invariant."""
-    aux_scale: float = 1.0
+    aux_scale: float = 4.0
     """Weight of the auxiliary decoder loss. The loss is the per-element squared error divided
-    by the target's running variance (1 = predicting the mean; cross-entropy per pixel for
-    segmentation), so 1 puts it on the scale of the contrastive, KL and reward terms. (The
+    by the target's running per-pixel variance (1 = predicting each pixel's mean; cross-entropy
+    per pixel for segmentation), so it sits on the scale of the contrastive, KL and reward terms;
+    4 (with ``contrastive_scale`` 0.5) was chosen with ``bench objectives`` so that the invariant
+    target shapes the encoder beside InfoNCE (2% of its gradient at 1 / 1). (The
     earlier summed loss at weight 100 reached 200-300 against ~5 for InfoNCE, drove the gradient
     norm to 15-75x the clip and was, in effect, a depth-decoder Dreamer; docs/BENCHMARKS.md,
     ``bench objectives``, has the gradient shares at this default.)"""
