@@ -76,7 +76,8 @@ def measure_ours(*, size: str, threads: int, updates: int, batch_size: int, leng
     torch.set_num_threads(threads)
     spec = {"model": {"size": size}, "objective": {"name": objective}, "batch_size": batch_size,
             "batch_length": length, "behavior": {"actor_grad": actor_grad}, "precision": precision,
-            "device": "cpu", "compile": compile}
+            "device": "cpu", "compile": compile,
+            "grad_diagnostics_every": 0}  # the timed update only: no diagnostic backward passes
     cfg = config_lib.from_dict(LearnerConfig, spec)
     learner = Learner(cfg, Spaces(action_dim=1))
     batch = _batch(batch_size, length, cfg.model.image_size)
