@@ -95,8 +95,10 @@ def test_default_weights_are_of_order_one():
                cfg.objective.core.contrastive_scale, cfg.objective.hrssm.latent_recon_scale)
     assert all(0.1 <= w <= 10.0 for w in weights), weights
     out = Learner(cfg, Spaces(action_dim=1)).update(synthetic_batch())
+    # An untrained decoder starts at tens of variances on this synthetic batch; the summed loss at
+    # weight 100 started near 1e5 here.
     for key in ("loss/depth", "loss/contrastive", "loss/reward", "loss/kl"):
-        assert 0.0 <= out[key] < 20.0, (key, out[key])
+        assert 0.0 <= out[key] < 500.0, (key, out[key])
     assert out["opt/model_clipped"] in (0.0, 1.0)
 
 
