@@ -245,14 +245,14 @@ def run_bench(*, methods: tuple[str, ...] | list[str] = METHODS, updates: int = 
 
 
 def _cpu_name() -> str:
+    from recore_dist.learner import _cpu_has_bf16
+
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                flags = open("/proc/cpuinfo").read()
-                return line.split(":", 1)[1].strip() + (" (avx512_bf16)" if "avx512_bf16" in flags else "")
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     except OSError:
-        pass
-    return platform.processor()
+        name = ""
+    return (name or platform.processor()) + (" (avx512_bf16)" if _cpu_has_bf16() else "")
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ from recore_dist.models.nets import mlp
 from recore_dist.models.rssm import State
 from recore_dist.models.world_model import Spaces, WorldModel
 from recore_dist.objectives.base import Batch, DynamicsConfig, Metrics, Objective, total
-from recore_dist.objectives.contrastive import InverseTemperature, info_nce_two_sided, near_in_time
+from recore_dist.objectives.contrastive import InverseTemperature, candidate_count, info_nce_two_sided, near_in_time
 
 
 @dataclasses.dataclass
@@ -164,10 +164,7 @@ class CoRe(Objective):
 
     def candidates(self, batch: int, length: int, exclude: Tensor | None) -> float:
         """Mean candidates per anchor (positive included) under ``negatives`` and the window."""
-        n = length if self.cfg.negatives == "sequence" else batch * length
-        if exclude is None:
-            return float(n)
-        return float(n) - float(exclude.float().sum(-1).mean())
+        return candidate_count(exclude, length if self.cfg.negatives == "sequence" else batch * length)
 
     def inverse_dynamics_loss(self, feat: Tensor, batch: Batch) -> Tensor:
         """Mean over transitions of ``||a_{t-1} - a_hat_{t-1}||^2 / A`` (continuous, per action dimension) or the
