@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -47,11 +48,27 @@ def test_bench_learner_reports_ratios_and_flop_rate():
 
 
 @pytest.mark.slow
-def test_bench_learn_reports_three_returns(tmp_path):
-    result = _cli("bench", "learn", "--json", "--minutes", "0.3", "--episodes", "1", "--no-progress",
-                  "--set", f"logdir={tmp_path}", "--set", "learner.model.size=xxs", "--set", "learner.compile=false",
-                  "--set", "replay.prefill=200", "--set", "eval.every=0", "--set", "learner.batch_size=4",
-                  "--set", "learner.batch_length=16")
-    for key in ("return_train", "return_heldout", "return_random", "train_over_random", "heldout_over_train"):
-        assert isinstance(result[key], float)
-    assert result["updates"] > 0 and result["env_steps"] > 200
+def test_bench_learn_runs_each_method_and_every_baseline(tmp_path):
+    common = ["--set", f"logdir={tmp_path}", "--set", "learner.model.size=xxs", "--set", "learner.compile=false",
+              "--set", "replay.prefill=200", "--set", "eval.every=0", "--set", "learner.batch_size=4",
+              "--set", "learner.batch_length=16"]
+    result = _cli("bench", "learn", "--json", "--minutes", "0.3", "--episodes", "2", "--no-progress",
+                  "--methods", "recore,recon", "--parallel", *common)
+    assert result["parallel"] is True and set(result["methods"]) == {"recore", "recon"}
+    for method, row in result["methods"].items():
+        assert row["method"] == method and row["updates"] > 0 and row["env_steps"] > 200
+        share = len(os.sched_getaffinity(0)) // 2
+        assert row["cores"] == share and row["threads"] == share  # the cores shared out, half each
+        assert set(row["eval"]) == {"learned", "random"}  # no goal vector on cartpole: no blind baseline
+        for policy in row["eval"].values():
+            assert policy["train"]["episodes"] == 2.0 and policy["heldout"]["episodes"] == 2.0
+            assert isinstance(policy["train"]["return"], float)
+        assert (tmp_path / row["logdir"].split("/")[-1] / "bench_learn.json").is_file()
+    # the random policy meets the same episodes in both processes
+    assert (result["methods"]["recore"]["eval"]["random"] == result["methods"]["recon"]["eval"]["random"])
+    # the plots command draws both runs
+    proc = subprocess.run([sys.executable, "-m", "recore_dist.cli", "plot",
+                           *[row["logdir"] for row in result["methods"].values()], "--out", str(tmp_path / "plots")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "plots" / "eval_vs_minutes.png").stat().st_size > 10_000

@@ -58,3 +58,19 @@ def test_scientific_floats_without_a_dot():
         config.load(TrainConfig, None, ["learner.actor_opt.lr=fast"])
     with pytest.raises(config.ConfigError, match="must be an int"):
         config.load(TrainConfig, None, ["env.size=6e1"])
+
+
+def test_action_repeat_reaches_the_env():
+    from recore_dist.envs import make
+
+    cfg = config.load(TrainConfig, CONFIGS / "bench_learn.yaml", ["env.size=32", "learner.model.image_size=32"])
+    assert "action_repeat" not in cfg.env.options("train")  # the env's own default (CoRe Table 6: 8)
+    cfg = config.load(TrainConfig, CONFIGS / "bench_learn.yaml",
+                      ["env.action_repeat=2", "env.size=32", "learner.model.image_size=32"])
+    env = make(cfg.env.name, **cfg.env.options("heldout"))
+    try:
+        assert env.unwrapped.action_repeat == 2
+    finally:
+        env.close()
+    with pytest.raises(config.ConfigError, match="action_repeat"):
+        config.load(TrainConfig, CONFIGS / "bench_learn.yaml", ["env.action_repeat=0"])

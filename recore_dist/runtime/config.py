@@ -32,6 +32,13 @@ class EnvConfig:
     """Intervention intensity, scale 0.1 / 0.2 / 0.3 (CoRe Table 7)."""
     dynamic: bool = False
     """Interventions change smoothly within episodes (else fixed per episode)."""
+    action_repeat: int | None = None
+    """Simulator steps per env step. ``None``: the env's own default (DMC: CoRe Table 6 per task,
+    e.g. 8 on cartpole; navigation: 4, a 0.1 s control period). DreamerV3 uses 2 on every DMC task."""
+
+    def __post_init__(self) -> None:
+        if self.action_repeat is not None and self.action_repeat < 1:
+            raise ValueError(f"env.action_repeat={self.action_repeat} must be >= 1 (or null for the env's default)")
 
     def options(self, split: str) -> dict:
         """Keyword options of ``recore_dist.envs.make`` for ``split`` (``train`` / ``heldout``)."""
@@ -39,6 +46,8 @@ class EnvConfig:
                 "clean_image": self.clean_image, "split": split}
         if self.name.startswith("dmc:"):
             opts.update(interventions=self.interventions, difficulty=self.difficulty, dynamic=self.dynamic)
+        if self.action_repeat is not None:
+            opts["action_repeat"] = self.action_repeat
         return opts
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from recore_dist.data import SequenceChunk, SequenceChunker
 from recore_dist.envs.vector import VectorEnv
 
-EPISODE_INFO_KEYS = ("success", "spl")
+EPISODE_INFO_KEYS = ("success", "spl", "shortest_path_length")
 
 
 class ActingPolicy(Protocol):
@@ -119,7 +119,7 @@ class EnvLoop:
     def _episode(self, i: int) -> dict[str, Any]:
         info = self.infos[i]
         out = {"return": float(self.returns[i]), "length": int(self.lengths[i]), "split": info.get("split"),
-               "intervention_id": info.get("intervention_id")}
+               "intervention_id": info.get("intervention_id"), "env": int(i)}
         out.update({k: float(info[k]) for k in EPISODE_INFO_KEYS if k in info})
         return out
 

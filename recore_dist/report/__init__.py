@@ -1,0 +1,1 @@
+"""Plots and reports from runs' logs (``recore-dist plot``)."""

@@ -1,0 +1,174 @@
+"""Seeded, scene-balanced evaluation: every policy meets the same episodes.
+
+The periodic evaluator (:mod:`recore_dist.runtime.evaluator`) draws fresh episodes each time,
+which is right for a live curve but wrong for comparing policies: two policies evaluated that way
+meet different start and goal pairs, and on navigation the draw alone moves the success rate by
+more than the difference being measured. Here every comparison runs on one *plan*:
+
+- one simulator per scene of the split (``scene=k`` for envs with a scene pool, the navigation
+  tasks), so every scene gets the same number of episodes (``ceil(episodes / scenes)``); envs
+  without scenes (dm_control) get ``min(episodes, max_envs)`` simulators instead;
+- simulator ``i`` seeded ``seed + i`` (``seed`` derived from the split), so its sequence of
+  episodes (scene, start, goal, heading; dm_control's initial state and intervention draw)
+  depends only on the seed and never on the actions taken: an episode's draw happens at its
+  reset, from the env's own generator;
+- each simulator's first ``per_env`` episodes count, in order, whatever the policy.
+
+Policies: ``learned`` (the recurrent ``Policy`` in actor mode, given weights), ``random``
+(uniform actions, seeded), ``blind`` (:class:`~recore_dist.behavior.baselines.GoalVectorController`,
+only where the env has the goal vector in ``proprio``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from recore_dist.runtime.env_loop import EnvLoop, summarise
+
+SPLIT_SEEDS = {"train": 1_000_003, "heldout": 2_000_003}  # fixed, apart from every training seed
+POLICIES = ("learned", "random", "blind")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Which simulators run and how many episodes each contributes."""
+
+    split: str
+    scenes: tuple[int, ...] | None
+    """Scene index of simulator ``i`` (``None``: the env has no scene pool)."""
+    num_envs: int
+    per_env: int
+    seed: int
+
+    @property
+    def episodes(self) -> int:
+        return self.num_envs * self.per_env
+
+
+def scene_count(env_name: str, options: dict[str, Any]) -> int | None:
+    """Scenes in the split's pool of ``env_name`` (``None`` for envs without one)."""
+    from recore_dist.envs import make
+
+    env = make(env_name, **options)
+    try:
+        scenes = getattr(env.unwrapped, "scenes", None)
+        return None if scenes is None else len(scenes)
+    finally:
+        env.close()
+
+
+def make_plan(env_name: str, options: dict[str, Any], split: str, episodes: int, *, max_envs: int = 8,
+              seed_offset: int = 0) -> Plan:
+    """At least ``episodes`` episodes on ``split``, the same number per scene."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_SEEDS)}, got {split!r}")
+    seed = SPLIT_SEEDS[split] + seed_offset
+    count = scene_count(env_name, options)
+    if count:
+        return Plan(split, tuple(range(count)), count, math.ceil(episodes / count), seed)
+    n = min(episodes, max_envs)
+    return Plan(split, None, n, math.ceil(episodes / n), seed)
+
+
+def make_plan_envs(env_name: str, options: dict[str, Any], plan: Plan):
+    """The plan's simulators as one lock-step vector (simulator ``i`` seeded ``plan.seed + i``)."""
+    from recore_dist.envs import make
+    from recore_dist.envs.vector import VectorEnv
+
+    def builder(i: int):
+        extra = {} if plan.scenes is None else {"scene": plan.scenes[i]}
+        return lambda: make(env_name, seed=plan.seed + i, **options, **extra)
+
+    return VectorEnv([builder(i) for i in range(plan.num_envs)], seed=plan.seed)
+
+
+def run_plan(envs, plan: Plan, policy=None, *, random: bool = False, max_steps: int = 1_000_000
+             ) -> list[dict[str, Any]]:
+    """Each simulator's first ``plan.per_env`` episodes, ordered by simulator then episode.
+
+    ``policy`` follows :class:`~recore_dist.runtime.env_loop.ActingPolicy` (acts in mode, no
+    exploration); ``None`` or ``random=True`` takes uniform actions seeded by the plan.
+    """
+    if envs.num_envs != plan.num_envs:
+        raise ValueError(f"plan has {plan.num_envs} simulators, the vector {envs.num_envs}")
+    loop = EnvLoop(envs, policy, chunk_length=0, seed=plan.seed)
+    per_env: list[list[dict[str, Any]]] = [[] for _ in range(plan.num_envs)]
+    steps = 0
+    while any(len(eps) < plan.per_env for eps in per_env):
+        if steps >= max_steps:
+            raise RuntimeError(f"plan of {plan.episodes} episodes did not finish within {max_steps} steps")
+        for episode in loop.step(1, random=random or policy is None, explore=False)[1]:
+            i = episode["env"]
+            if len(per_env[i]) < plan.per_env:
+                per_env[i].append({**episode, "index": len(per_env[i]), "scene": None if plan.scenes is None
+                                   else plan.scenes[i]})
+        steps += 1
+    return [episode for eps in per_env for episode in eps]
+
+
+def summary(episodes: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean return and length, success rate ``sr`` and ``spl`` where the env reports them, and
+    the standard error of the return (and of SR) over episodes."""
+    flat = summarise(episodes, "x")
+    out = {key.split("/", 1)[1]: value for key, value in flat.items()}
+    returns = np.array([e["return"] for e in episodes], np.float64)
+    out["return_se"] = float(returns.std(ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else 0.0
+    if "success" in out:
+        out["sr"] = out.pop("success")
+        p, n = out["sr"], len(episodes)
+        out["sr_se"] = float(math.sqrt(max(p * (1 - p), 0.0) / n))
+    return out
+
+
+def has_goal_vector(env_name: str) -> bool:
+    """Whether the blind goal-vector baseline applies (point-goal navigation tasks)."""
+    return env_name.startswith(("nav:", "igibson:"))
+
+
+def evaluate_policies(cfg, spaces, weights: dict | None, *, episodes: int, splits: tuple[str, ...] = ("train", "heldout"),
+                      policies: tuple[str, ...] = POLICIES, env_options: dict[str, Any] | None = None
+                      ) -> dict[str, dict[str, dict[str, float]]]:
+    """``{policy: {split: summary}}`` for every policy on every split's plan.
+
+    ``learned`` needs ``weights`` (``Learner.policy_weights()``); ``blind`` is skipped on envs
+    without the goal vector. All policies run on the same plan per split. ``env_options`` are
+    added to the config's env options (e.g. a shorter ``max_steps`` in tests).
+    """
+    from recore_dist.behavior import Policy
+    from recore_dist.behavior.baselines import GoalVectorController
+    from recore_dist.behavior.policy import encoder_modalities
+
+    unknown = set(policies) - set(POLICIES)
+    if unknown:
+        raise ValueError(f"unknown evaluation policies {sorted(unknown)}; known: {POLICIES}")
+    if "learned" in policies and weights is None:
+        raise ValueError("the learned policy needs weights")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for split in splits:
+        options = {**cfg.env.options(split), **(env_options or {})}
+        plan = make_plan(cfg.env.name, options, split, episodes, seed_offset=0)
+        envs = make_plan_envs(cfg.env.name, options, plan)
+        try:
+            for kind in policies:
+                if kind == "blind" and not has_goal_vector(cfg.env.name):
+                    continue
+                policy = None
+                if kind == "learned":
+                    policy = Policy(cfg.learner.model, cfg.learner.behavior, spaces, num_envs=plan.num_envs,
+                                    modalities=encoder_modalities(cfg.learner.objective))
+                    policy.load(weights, 0)
+                elif kind == "blind":
+                    policy = GoalVectorController(plan.num_envs)
+                eps = run_plan(envs, plan, policy, random=kind == "random")
+                results.setdefault(kind, {})[split] = {**summary(eps), "episodes": float(len(eps)),
+                                                       "scenes": float(len(plan.scenes or ())),
+                                                       "per_scene": float(plan.per_env)}
+        finally:
+            envs.close()
+    return results

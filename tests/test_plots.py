@@ -1,0 +1,65 @@
+"""``recore-dist plot``: PNG learning curves from real TensorBoard event files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from recore_dist.logging import Logger
+
+
+def _run(logdir, method: str, scale: float, *, final: bool = True) -> None:
+    logger = Logger(logdir)
+    for i, step in enumerate(range(0, 50_000, 10_000)):
+        logger.scalars({"eval_policy_train/return": scale * i, "eval_policy_heldout/return": 0.8 * scale * i,
+                        "eval_policy_train/success": 0.1 * i, "eval_policy_heldout/success": 0.05 * i,
+                        "train/return": float(i)}, step)
+    logger.close()
+    (logdir / "config.yaml").write_text(f"learner:\n  objective:\n    name: {method}\n")
+    if final:
+        ev = {split: {"return": scale * 5, "sr": 0.5, "spl": 0.4, "episodes": 40.0} for split in ("train", "heldout")}
+        blind = {split: {"return": 1.0, "sr": 0.3, "spl": 0.25, "episodes": 40.0} for split in ("train", "heldout")}
+        (logdir / "bench_learn.json").write_text(json.dumps(
+            {"method": method, "env_steps": 50_000, "train_seconds": 3600.0,
+             "eval": {"learned": ev, "random": blind, "blind": blind}}))
+
+
+def test_plot_writes_curves_against_steps_and_minutes(tmp_path):
+    import matplotlib.image
+
+    from recore_dist.report.curves import label_of, load_run, plot_runs
+
+    _run(tmp_path / "a", "recore", 2.0)
+    _run(tmp_path / "b", "recon", 1.0, final=False)
+    assert label_of(tmp_path / "b") == "recon"
+    runs = [load_run(tmp_path / "a"), load_run(tmp_path / "b")]
+    assert [p[0] for p in runs[0].scalars["eval_policy_train/return"]] == [0, 10_000, 20_000, 30_000, 40_000]
+    assert all(p[1] >= 0.0 for p in runs[0].scalars["eval_policy_train/return"])  # minutes since the first event
+    paths = plot_runs(runs, tmp_path / "plots", title="test")
+    assert [p.name for p in paths] == ["eval_vs_steps.png", "eval_vs_minutes.png"]
+    for path in paths:
+        image = matplotlib.image.imread(path)
+        assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
+        assert image[..., :3].std() > 0.05  # lines and text, not a blank canvas
+
+
+def test_plot_cli_errors_are_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "recore_dist.cli", "plot", str(tmp_path / "empty"), "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no TensorBoard directory" in proc.stderr
+    logger = Logger(tmp_path / "noeval")
+    logger.scalars({"train/return": 1.0}, 0)
+    logger.close()
+    from recore_dist.report.curves import load_run, plot_runs
+
+    with pytest.raises(ValueError, match="no evaluation curves"):
+        plot_runs([load_run(tmp_path / "noeval")], tmp_path / "o")
+    _run(tmp_path / "ok", "recore", 1.0)
+    proc = subprocess.run([sys.executable, "-m", "recore_dist.cli", "plot", str(tmp_path / "ok"), "--out",
+                           str(tmp_path / "o"), "--labels", "a,b"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "2 labels for 1 runs" in proc.stderr
