@@ -1,8 +1,10 @@
-"""``recore-dist`` command line: ``train``, ``scale``, ``bench`` and ``plot``.
+"""``recore-dist`` command line: ``train``, ``scale``, ``bench``, ``evaluate``, ``export`` and ``plot``.
 
     recore-dist train --config configs/quickstart.yaml [--set key=value ...] [--runner ray|local] [--address auto]
     recore-dist scale --logdir runs/quickstart --runners 4
     recore-dist bench envs | learner | learn | actors | replay | scaling | compare | objectives [--json]
+    recore-dist evaluate --logdir runs/quickstart [--split both] [--episodes 10] [--video agent.gif] [--json]
+    recore-dist export --logdir runs/quickstart --out policy.pt2
     recore-dist plot runs/bench_nav/RUN_A runs/bench_nav/RUN_B --out docs/plots/nav
 """
 
@@ -34,6 +36,24 @@ def _parser() -> argparse.ArgumentParser:
     scale = sub.add_parser("scale", help="change the number of env runners of a running job")
     scale.add_argument("--logdir", required=True, help="the job's logdir")
     scale.add_argument("--runners", type=int, required=True, help="env runners wanted")
+
+    evaluate = sub.add_parser("evaluate", help="run a trained policy (actor mode) on both splits; SR/SPL on navigation")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--logdir", help="the run's logdir (its latest checkpoint)")
+    source.add_argument("--checkpoint", help="a checkpoint directory or its learner.pt")
+    evaluate.add_argument("--split", choices=("train", "heldout", "both"), default="both")
+    evaluate.add_argument("--episodes", type=int, default=10, help="episodes per split, balanced over scenes")
+    evaluate.add_argument("--video", default=None, help="write one episode per split side by side (.gif or .mp4)")
+    evaluate.add_argument("--env", default=None, help="another env than the run's (same observation shapes)")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override the run's config, e.g. --set env.difficulty=hard")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    export = sub.add_parser("export", help="write the acting policy as a torch.export program + metadata JSON")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--logdir", help="the run's logdir (its latest checkpoint)")
+    source.add_argument("--checkpoint", help="a checkpoint directory or its learner.pt")
+    export.add_argument("--out", default="policy.pt2", help="program file; the metadata goes beside it as .json")
 
     plot = sub.add_parser("plot", help="PNG learning curves (evaluation on both splits vs env steps and minutes)")
     plot.add_argument("logdirs", nargs="+", help="run logdirs (each with a tb/ folder)")
@@ -125,6 +145,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _agent_command(args: argparse.Namespace) -> int:
+    """``evaluate`` and ``export``: problems with the run are one line, exit status 2."""
+    from recore_dist.runtime.saved_run import SavedRunError
+    from recore_dist.video import VideoError
+
+    try:
+        if args.command == "evaluate":
+            from recore_dist.evaluate import format_table, run_evaluate
+
+            result = run_evaluate(logdir=args.logdir, checkpoint=args.checkpoint, split=args.split,
+                                  episodes=args.episodes, video=args.video, env=args.env, overrides=args.overrides)
+            print(json.dumps(result) if args.json else format_table(result))
+            return 0
+        from recore_dist.export import export_policy
+        from recore_dist.runtime.saved_run import open_run
+
+        program, meta = export_policy(open_run(args.logdir, args.checkpoint), args.out)
+        print(f"wrote {program} (torch.export program) and {meta} (metadata)")
+        return 0
+    except (SavedRunError, VideoError, ValueError) as exc:
+        print(f"recore-dist {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     ensure_mujoco_gl()
     args = _parser().parse_args(argv)
@@ -160,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "bench":
         return _bench(args)
+    if args.command in ("evaluate", "export"):
+        return _agent_command(args)
     if args.command == "plot":
         from recore_dist.report.curves import load_run, plot_runs
 

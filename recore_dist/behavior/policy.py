@@ -52,11 +52,15 @@ class Policy:
         modalities: observation fields the encoder reads (``encoder_modalities(objective cfg)``);
             they are the policy's ``obs_keys``.
         device: torch device.
+        state_mean: filter with the posterior's mode instead of a sample (DreamerV2's
+            ``eval_state_mean``; off by default, as there). With it and ``explore=False`` the
+            policy is deterministic, which is what ``recore-dist export`` writes.
     """
 
     def __init__(self, model: ModelConfig, behavior: BehaviorConfig, spaces: Spaces, *, num_envs: int,
-                 modalities: tuple[str, ...] = IMAGE_ONLY, device: str = "cpu"):
+                 modalities: tuple[str, ...] = IMAGE_ONLY, device: str = "cpu", state_mean: bool = False):
         self.net = PolicyNet(model, behavior, spaces, modalities=modalities).to(device).eval()
+        self.state_mean = state_mean
         self.obs_keys: tuple[str, ...] = tuple(modalities)
         self.spaces, self.num_envs, self.device = spaces, num_envs, torch.device(device)
         self.version = -1
@@ -111,7 +115,7 @@ class Policy:
         """
         first = torch.as_tensor(np.asarray(is_first, bool), device=self.device)
         embed_h = self.net.rssm.post_embed(self._embed(obs))
-        self.state = self.net.rssm.obs_step(self.state, self.prev_action, embed_h, first)
+        self.state = self.net.rssm.obs_step(self.state, self.prev_action, embed_h, first, mode=self.state_mean)
         dist = self.net.actor(RSSM.feat(self.state))
         action = dist.sample()[0] if explore else dist.mode()
         self.prev_action = action.float()

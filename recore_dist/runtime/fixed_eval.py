@@ -26,6 +26,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from recore_dist.runtime.env_loop import EnvLoop, summarise
 
@@ -76,8 +77,9 @@ def make_plan(env_name: str, options: dict[str, Any], split: str, episodes: int,
     return Plan(split, None, n, math.ceil(episodes / n), seed)
 
 
-def make_plan_envs(env_name: str, options: dict[str, Any], plan: Plan):
-    """The plan's simulators as one lock-step vector (simulator ``i`` seeded ``plan.seed + i``)."""
+def make_plan_envs(env_name: str, options: dict[str, Any], plan: Plan, *, only: int | None = None):
+    """The plan's simulators as one lock-step vector (simulator ``i`` seeded ``plan.seed + i``);
+    ``only=i`` builds simulator ``i`` alone (a vector of one that meets the same episodes)."""
     from recore_dist.envs import make
     from recore_dist.envs.vector import VectorEnv
 
@@ -85,7 +87,37 @@ def make_plan_envs(env_name: str, options: dict[str, Any], plan: Plan):
         extra = {} if plan.scenes is None else {"scene": plan.scenes[i]}
         return lambda: make(env_name, seed=plan.seed + i, **options, **extra)
 
+    if only is not None:
+        return VectorEnv([builder(only)], seed=plan.seed + only)
     return VectorEnv([builder(i) for i in range(plan.num_envs)], seed=plan.seed)
+
+
+def record_episode(cfg, spaces, weights: dict, split: str, *, env_options: dict[str, Any] | None = None,
+                   max_steps: int = 100_000) -> tuple[np.ndarray, dict[str, Any]]:
+    """The learned policy's first episode on simulator 0 of ``split``'s plan (the same episode the
+    plan evaluates first): ``(frames uint8 [T, H, W, 3], episode)``; frame 0 is the reset."""
+    from recore_dist.behavior import Policy
+    from recore_dist.behavior.policy import encoder_modalities
+
+    options = {**cfg.env.options(split), **(env_options or {})}
+    plan = make_plan(cfg.env.name, options, split, 1)
+    envs = make_plan_envs(cfg.env.name, options, plan, only=0)
+    policy = Policy(cfg.learner.model, cfg.learner.behavior, spaces, num_envs=1,
+                    modalities=encoder_modalities(cfg.learner.objective))
+    policy.load(weights, 0)
+    loop = EnvLoop(envs, policy, chunk_length=0, seed=plan.seed)
+    try:
+        with torch.random.fork_rng(devices=[]):  # the posterior samples, seeded; the caller's RNG untouched
+            torch.manual_seed(plan.seed)
+            frames = [loop.obs["image"][0].copy()]
+            for _ in range(max_steps):
+                episodes = loop.step(1, explore=False)[1]
+                frames.append(loop.obs["image"][0].copy())  # the last frame of an episode has is_last
+                if episodes:
+                    return np.stack(frames), {**episodes[0], "scene": None if plan.scenes is None else plan.scenes[0]}
+        raise RuntimeError(f"the episode did not finish within {max_steps} steps")
+    finally:
+        loop.close()
 
 
 def run_plan(envs, plan: Plan, policy=None, *, random: bool = False, max_steps: int = 1_000_000
@@ -165,7 +197,9 @@ def evaluate_policies(cfg, spaces, weights: dict | None, *, episodes: int, split
                     policy.load(weights, 0)
                 elif kind == "blind":
                     policy = GoalVectorController(plan.num_envs)
-                eps = run_plan(envs, plan, policy, random=kind == "random")
+                with torch.random.fork_rng(devices=[]):  # the posterior samples, seeded; the caller's RNG untouched
+                    torch.manual_seed(plan.seed)
+                    eps = run_plan(envs, plan, policy, random=kind == "random")
                 results.setdefault(kind, {})[split] = {**summary(eps), "episodes": float(len(eps)),
                                                        "scenes": float(len(plan.scenes or ())),
                                                        "per_scene": float(plan.per_env)}

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recore_dist import __version__
 from recore_dist import config as config_lib
 from recore_dist.behavior import Policy
 from recore_dist.behavior.policy import encoder_modalities
@@ -93,7 +94,8 @@ class LocalRunner:
         return True
 
     def checkpoint(self) -> Path:
-        state = {"counters": self.counters, "ratio": self.ratio.state_dict(), "updates": self.learner.updates}
+        state = {"counters": self.counters, "ratio": self.ratio.state_dict(), "updates": self.learner.updates,
+                 "version": __version__}
         return save_checkpoint(self.logdir, self.learner, self.replay if self.cfg.keep_replay else None, state)
 
     def _sync_policy(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from recore_dist import __version__
 from recore_dist import config as config_lib
 from recore_dist.logging import Logger
 from recore_dist.runtime.config import TrainConfig
@@ -221,7 +222,7 @@ class Orchestrator:
             return final
         counters = {**self._checkpoint_counters, "updates": updates,
                     "seconds": time.perf_counter() - self._started}
-        (tmp / "state.json").write_text(json.dumps({"counters": counters}, indent=2))
+        (tmp / "state.json").write_text(json.dumps({"counters": counters, "version": __version__}, indent=2))
         config_lib.save(self.cfg, tmp / "config.yaml")
         old = self.logdir / f"{CHECKPOINT}.old"
         shutil.rmtree(old, ignore_errors=True)
