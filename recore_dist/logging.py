@@ -7,6 +7,7 @@ TensorBoard itself binds to localhost by default: ``tensorboard --logdir runs --
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ class Logger:
 
         self.dir = Path(logdir) / "tb"
         self._writer = SummaryWriter(log_dir=str(self.dir))
+        self._warned_video = False
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for key, value in values.items():
@@ -30,6 +32,18 @@ class Logger:
         """``frames``: uint8 ``[N, H, W, 3]`` shown as a row."""
         row = np.concatenate(list(frames), axis=1)
         self._writer.add_image(tag, row, global_step=step, dataformats="HWC")
+
+    def video(self, tag: str, frames: np.ndarray, step: int, fps: float = 10.0) -> None:
+        """``frames``: uint8 ``[T, H, W, 3]``, written as an animated image (TensorBoard plays it).
+        Without Pillow this warns once and writes nothing (it never stops training)."""
+        try:
+            from recore_dist.video import tensorboard_video
+
+            tensorboard_video(self._writer, tag, frames, step, fps)
+        except ImportError as exc:
+            if not self._warned_video:
+                warnings.warn(f"no TensorBoard videos: {exc} (pip install pillow)", stacklevel=2)
+                self._warned_video = True
 
     def flush(self) -> None:
         self._writer.flush()

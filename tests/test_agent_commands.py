@@ -203,3 +203,22 @@ def test_video_formats(tmp_path):
     except ImportError:
         with pytest.raises(VideoError, match="recore-dist\\[video\\]"):
             write_video(tmp_path / "v.mp4", both)
+
+
+def test_training_logs_episode_and_open_loop_videos(run_dir):
+    """The evaluation at the end of the run wrote both splits' episodes and the open-loop
+    prediction as animated images into the real event files."""
+    import io
+
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["images"])
+    assert {"eval/episodes", "open_loop_video/depth"} <= tags, tags
+    with Image.open(io.BytesIO(acc.Images("eval/episodes")[-1].encoded_image_string)) as gif:
+        assert gif.format == "GIF" and gif.n_frames > 10
+        assert gif.size == (32 + 2 + 32, 12 + 32)  # train | held-out, 32 px frames under a caption strip
+    with Image.open(io.BytesIO(acc.Images("open_loop_video/depth")[-1].encoded_image_string)) as gif:
+        assert gif.n_frames == 8 and gif.size[0] == 3 * gif.size[1]  # truth | model | error, T = batch_length

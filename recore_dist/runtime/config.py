@@ -79,9 +79,15 @@ class EvalConfig:
     """Episodes per split per evaluation."""
     num_envs: int = 2
     """Simulators per split used by evaluation."""
+    videos: bool = True
+    """At every evaluation, log to TensorBoard one episode per split side by side (returns in the
+    caption) and the world model's open-loop prediction (truth | model | error), as videos."""
+    video_frames: int = 200
+    """Longest video in frames; longer episodes are shown every k-th frame (TensorBoard stores
+    each video as a GIF: ~200 frames of 64 x 130 px is ~0.3-1 MB)."""
 
     def __post_init__(self) -> None:
-        if self.every < 0 or self.episodes < 1 or self.num_envs < 1:
+        if self.every < 0 or self.episodes < 1 or self.num_envs < 1 or self.video_frames < 2:
             raise ValueError(f"eval settings out of range: {self}")
 
 

@@ -56,6 +56,7 @@ class EnvLoop:
         self.action_shape = (envs.num_envs, *envs.single_action_space.shape)
         self.steps = 0
         self.seconds: collections.Counter = collections.Counter()  # policy_s, env_s, chunk_s
+        self.recorded: dict[str, Any] | None = None  # run_episodes(record=True)
         self.reset()
 
     def reset(self) -> None:
@@ -124,15 +125,30 @@ class EnvLoop:
         return out
 
     def run_episodes(self, episodes: int, *, random: bool = False, explore: bool = False,
-                     max_steps: int = 100_000) -> list[dict[str, Any]]:
-        """Step until ``episodes`` episodes finish (evaluation); returns the first ``episodes``."""
+                     max_steps: int = 100_000, record: bool = False) -> list[dict[str, Any]]:
+        """Step until ``episodes`` episodes finish (evaluation); returns the first ``episodes``.
+
+        ``record``: simulator 0's first episode from this call (which should follow a ``reset``)
+        is also kept as ``self.recorded``, its episode dict with ``frames``: the images, uint8
+        ``[T, H, W, 3]``, from the reset to the last step (stepping goes on until it ends).
+        """
         done: list[dict[str, Any]] = []
+        frames = [self.obs["image"][0].copy()] if record else None
+        self.recorded = None
         taken = 0
-        while len(done) < episodes:
+        while len(done) < episodes or frames is not None:
             if taken >= max_steps:
                 raise RuntimeError(f"{episodes} episodes did not finish within {max_steps} steps")
-            done += self.step(1, random=random, explore=explore)[1]
+            finished = self.step(1, random=random, explore=explore)[1]
             taken += 1
+            if frames is not None:
+                frames.append(self.obs["image"][0].copy())
+                for episode in finished:
+                    if episode["env"] == 0:
+                        self.recorded = {**episode, "frames": np.stack(frames)}
+                        frames = None
+                        break
+            done += finished
         return done[:episodes]
 
     def close(self) -> None:

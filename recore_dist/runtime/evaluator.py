@@ -43,29 +43,40 @@ class Evaluator:
         return self.loops[split]
 
     def evaluate(self, weights: dict | None, version: int, *, episodes: int | None = None,
-                 splits: tuple[str, ...] = SPLITS, random: bool = False) -> dict[str, float]:
+                 splits: tuple[str, ...] = SPLITS, random: bool = False, videos: bool = False) -> dict[str, Any]:
         """Mean return / length (and success / SPL) per split, keys ``eval_{policy|random}_{split}/*``,
-        plus ``eval/generalization_gap`` (train minus held-out return) when both splits ran."""
+        plus ``eval/generalization_gap`` (train minus held-out return) when both splits ran.
+
+        ``videos``: also ``results["videos"] = {split: episode}``, simulator 0's first episode of
+        each split with its ``frames`` (``EnvLoop.run_episodes(record=True)``); the caller logs
+        and drops it (``summaries.log_evaluation``)."""
         episodes = episodes or self.cfg.eval.episodes
-        results: dict[str, float] = {}
+        results: dict[str, Any] = {}
+        recorded: dict[str, Any] = {}
         kind = "random" if random else "policy"
         for split in splits:
             loop, policy = self._loop(split)
             if weights is not None:
                 policy.load(weights, version)
             loop.reset()
-            results.update(summarise(loop.run_episodes(episodes, random=random, explore=False), f"eval_{kind}_{split}"))
+            done = loop.run_episodes(episodes, random=random, explore=False, record=videos)
+            results.update(summarise(done, f"eval_{kind}_{split}"))
+            if videos and loop.recorded is not None:
+                recorded[split] = loop.recorded
+        if videos:
+            results["videos"] = recorded
         train, held = results.get(f"eval_{kind}_train/return"), results.get(f"eval_{kind}_heldout/return")
         if train is not None and held is not None:
             results["eval/generalization_gap"] = train - held
         results["eval/policy_version"] = float(version)
         return results
 
-    def evaluate_ref(self, version: int, weights: list, episodes: int | None = None) -> dict[str, float]:
+    def evaluate_ref(self, version: int, weights: list, episodes: int | None = None,
+                     videos: bool = False) -> dict[str, Any]:
         """``evaluate`` with weights given as ``[ObjectRef]`` (the Ray runtime's form)."""
         import ray
 
-        return self.evaluate(ray.get(weights[0]), version, episodes=episodes)
+        return self.evaluate(ray.get(weights[0]), version, episodes=episodes, videos=videos)
 
     def close(self) -> None:
         for loop, _ in self.loops.values():

@@ -135,15 +135,18 @@ class LearnerWorker:
     def param_counts(self) -> dict[str, int]:
         return self.learner.param_counts()
 
-    def image_summaries(self) -> dict[str, np.ndarray]:
-        """Open-loop prediction grids on a fresh batch (for TensorBoard)."""
-        from recore_dist.runtime.summaries import open_loop_grids
+    def image_summaries(self, videos: bool = True) -> dict[str, dict[str, np.ndarray]]:
+        """Open-loop prediction grids (``"grids"``) and videos (``"videos"``) on a fresh batch, for TensorBoard."""
+        from recore_dist.runtime.summaries import open_loop_grids, open_loop_videos
 
         try:
             batch = self.batches.get(timeout=1.0)
         except queue.Empty:  # no data yet: nothing to show
             return {}
-        return open_loop_grids(self.learner, batch)
+        out = {"grids": open_loop_grids(self.learner, batch)}
+        if videos:
+            out["videos"] = open_loop_videos(self.learner, batch)
+        return out
 
     def pid(self) -> int:
         return os.getpid()

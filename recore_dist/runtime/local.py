@@ -28,7 +28,7 @@ from recore_dist.runtime.checkpoint import find_checkpoint, load_checkpoint, sav
 from recore_dist.runtime.config import TrainConfig
 from recore_dist.runtime.env_loop import EnvLoop
 from recore_dist.runtime.evaluator import Evaluator
-from recore_dist.runtime.summaries import open_loop_grids
+from recore_dist.runtime.summaries import log_evaluation, open_loop_grids, open_loop_videos
 
 
 def make_envs(cfg: TrainConfig, split: str, num_envs: int, seed: int):
@@ -182,8 +182,13 @@ class LocalRunner:
             self.checkpoint()
 
     def _log_eval(self, logger: Logger) -> dict[str, float]:
-        results = self.evaluator.evaluate(self.weights, self.learner.updates, episodes=self.cfg.eval.episodes)
-        logger.scalars(results, self.counters["env_steps"])
+        ev = self.cfg.eval
+        results = self.evaluator.evaluate(self.weights, self.learner.updates, episodes=ev.episodes, videos=ev.videos)
+        step = self.counters["env_steps"]
+        results = log_evaluation(logger, results, step, max_frames=ev.video_frames)
+        if ev.videos and self.replay.num_windows:
+            for name, video in open_loop_videos(self.learner, self.replay.sample(1)).items():
+                logger.video(f"open_loop_video/{name}", video, step)
         logger.flush()
         return results
 

@@ -37,6 +37,7 @@ from recore_dist import __version__
 from recore_dist import config as config_lib
 from recore_dist.logging import Logger
 from recore_dist.runtime.config import TrainConfig
+from recore_dist.runtime.summaries import log_evaluation
 
 CONTROL_FILE = "control.json"
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job manager in a submitted job's driver
@@ -301,12 +302,12 @@ class Orchestrator:
             if rt.eval_every_s and now - self.last["eval"] >= rt.eval_every_s and self.weights \
                     and not any(k == "eval" for k, _ in pending.values()):
                 self.last["eval"] = now
-                pending[self.evaluator.evaluate_ref.remote(*self.weights)] = ("eval", 0)
+                pending[self.evaluator.evaluate_ref.remote(*self.weights, videos=self.cfg.eval.videos)] = ("eval", 0)
             if rt.checkpoint_every_s and now - self.last["checkpoint"] >= rt.checkpoint_every_s \
                     and not any(k in ("save", "images") for k, _ in pending.values()):
                 self.last["checkpoint"] = now
                 pending[self._start_checkpoint()] = ("save", 0)
-                pending[self.learner.image_summaries.remote()] = ("images", 0)
+                pending[self.learner.image_summaries.remote(videos=self.cfg.eval.videos)] = ("images", 0)
             self.bar.set_postfix(upd=counters["updates"], runners=len(self.runners),
                                  ret=f"{np.mean(list(self.recent)[-20:]):.1f}" if self.recent else "-", refresh=False)
         return {**self.stretch, "env_steps": counters["env_steps"] - first_steps,
@@ -321,8 +322,9 @@ class Orchestrator:
         self._log_throughput(max(time.perf_counter() - self.window_start, 1e-3))
         final_eval: dict[str, float] = {}
         if self.weights:
-            final_eval = ray.get(self.evaluator.evaluate_ref.remote(*self.weights))
-            self.logger.scalars(final_eval, counters["env_steps"])
+            final_eval = ray.get(self.evaluator.evaluate_ref.remote(*self.weights, videos=self.cfg.eval.videos))
+            final_eval = log_evaluation(self.logger, final_eval, counters["env_steps"],
+                                        max_frames=self.cfg.eval.video_frames)
         self.checkpoint()
         replay = self.replay.stats()
         recent = list(self.recent)[-20:]
@@ -355,8 +357,7 @@ class Orchestrator:
         if not self.weights:
             return {}
         out = ray.get(self.evaluator.evaluate_ref.remote(*self.weights))
-        self.logger.scalars(out, self.counters["env_steps"])
-        return out
+        return log_evaluation(self.logger, out, self.counters["env_steps"])
 
     def save_learner(self, path: str | Path) -> int:
         """Write the learner's full state to ``path``; returns the update count it holds."""
@@ -482,7 +483,7 @@ class Orchestrator:
         import ray
 
         try:
-            self.logger.scalars(ray.get(ref), self.counters["env_steps"])
+            log_evaluation(self.logger, ray.get(ref), self.counters["env_steps"], max_frames=self.cfg.eval.video_frames)
         except ray.exceptions.RayActorError:
             self.stats["eval_failures"] += 1
 
@@ -495,8 +496,10 @@ class Orchestrator:
         except ray.exceptions.RayError as exc:
             print(f"recore-dist: no image summaries this time ({type(exc).__name__})")
             return
-        for tag, grid in grids.items():
+        for tag, grid in grids.get("grids", {}).items():
             self.logger.images(f"open_loop/{tag}", grid[None], self.counters["env_steps"])
+        for tag, video in grids.get("videos", {}).items():
+            self.logger.video(f"open_loop_video/{tag}", video, self.counters["env_steps"])
 
     def _log_throughput(self, elapsed: float) -> None:
         """Write the throughput window's figures (and start a new window)."""
