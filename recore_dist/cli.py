@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--labels", default=None, help="comma-separated line labels (default: each run's objective)")
     plot.add_argument("--title", default=None)
 
+    report = sub.add_parser("report", help="PNG plots of runs (evaluation, generalisation gap, throughput) + index.html")
+    report.add_argument("logdirs", nargs="+", help="run logdirs (each with a tb/ folder)")
+    report.add_argument("--out", required=True, help="folder for the PNGs and index.html")
+    report.add_argument("--labels", default=None,
+                        help="comma-separated line labels (default: what differs in the runs' saved configs)")
+    report.add_argument("--title", default="recore-dist report")
+
     bench = sub.add_parser("bench", help="benchmarks that print ratios against a same-run baseline")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     envs = bench_sub.add_parser("envs", help="make_vector frames/s vs raw dm_control step+render")
@@ -206,22 +213,34 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args)
     if args.command in ("evaluate", "export"):
         return _agent_command(args)
-    if args.command == "plot":
-        from recore_dist.report.curves import load_run, plot_runs
-
-        labels = args.labels.split(",") if args.labels else [None] * len(args.logdirs)
-        if len(labels) != len(args.logdirs):
-            print(f"recore-dist: {len(labels)} labels for {len(args.logdirs)} runs", file=sys.stderr)
-            return 2
-        try:
-            runs = [load_run(d, label) for d, label in zip(args.logdirs, labels)]
-            for path in plot_runs(runs, args.out, title=args.title):
-                print(path)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"recore-dist: {exc}", file=sys.stderr)
-            return 2
-        return 0
+    if args.command in ("plot", "report"):
+        return _plots(args)
     return 2  # pragma: no cover
+
+
+def _plots(args: argparse.Namespace) -> int:
+    """``plot`` (evaluation curves) and ``report`` (every plot and index.html)."""
+    from recore_dist.report.curves import load_run, plot_runs
+
+    labels = args.labels.split(",") if args.labels else [None] * len(args.logdirs)
+    if len(labels) != len(args.logdirs):
+        print(f"recore-dist: {len(labels)} labels for {len(args.logdirs)} runs", file=sys.stderr)
+        return 2
+    try:
+        runs = [load_run(d, label) for d, label in zip(args.logdirs, labels)]
+        if args.command == "report":
+            from recore_dist.report.html import write_report
+
+            written = write_report(runs, args.out, title=args.title, relabel=not args.labels)
+            paths = [*written["images"], written["html"]]
+        else:
+            paths = plot_runs(runs, args.out, title=args.title)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"recore-dist: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

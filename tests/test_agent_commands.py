@@ -222,3 +222,18 @@ def test_training_logs_episode_and_open_loop_videos(run_dir):
         assert gif.size == (32 + 2 + 32, 12 + 32)  # train | held-out, 32 px frames under a caption strip
     with Image.open(io.BytesIO(acc.Images("open_loop_video/depth")[-1].encoded_image_string)) as gif:
         assert gif.n_frames == 8 and gif.size[0] == 3 * gif.size[1]  # truth | model | error, T = batch_length
+
+
+def test_report_of_a_real_run(run_dir, tmp_path):
+    from recore_dist.report.curves import load_run
+    from recore_dist.report.html import write_report
+    from tests.test_plots import _check_png
+
+    written = write_report([load_run(run_dir)], tmp_path / "report")
+    assert {p.name for p in written["images"]} == {"eval_vs_steps.png", "eval_vs_minutes.png",
+                                                   "generalization_gap.png", "throughput.png"}
+    page = written["html"].read_text()
+    for path in written["images"]:
+        _check_png(path)
+        assert f'src="{path.name}"' in page
+    assert "same config" in page or "One run" in page

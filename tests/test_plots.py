@@ -63,3 +63,44 @@ def test_plot_cli_errors_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "recore_dist.cli", "plot", str(tmp_path / "ok"), "--out",
                            str(tmp_path / "o"), "--labels", "a,b"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "2 labels for 1 runs" in proc.stderr
+
+
+def _real_run(logdir, ratio: int):
+    from recore_dist.runtime.local import LocalRunner
+    from tests.test_local_runner import tiny_train_config
+
+    cfg = tiny_train_config(logdir)
+    cfg.replay.ratio = ratio
+    cfg.eval.every = 64  # a few evaluations along the way, not only the final one
+    runner = LocalRunner(cfg, progress=False)
+    try:
+        runner.run()
+    finally:
+        runner.close()
+    return logdir
+
+
+def _check_png(path):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and min(image.shape[:2]) > 200, (path, image.shape)
+    assert image[..., :3].std() > 0.05, path  # drawn on, not blank
+
+
+@pytest.mark.slow
+def test_report_of_two_real_runs_labels_them_by_their_config_difference(tmp_path):
+    a, b = _real_run(tmp_path / "a", 32), _real_run(tmp_path / "b", 16)
+    proc = subprocess.run([sys.executable, "-m", "recore_dist.cli", "report", str(a), str(b), "--out",
+                           str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "report"
+    names = {"eval_vs_steps.png", "eval_vs_minutes.png", "generalization_gap.png", "throughput.png"}
+    assert names <= {p.name for p in out.iterdir()}
+    for name in names:
+        _check_png(out / name)
+    page = (out / "index.html").read_text()
+    for name in names:
+        assert f'src="{name}"' in page
+    assert "<code>replay.ratio</code>" in page and "ratio=32" in page and "ratio=16" in page
+    assert "logdir</code>" not in page  # differs by construction: not a difference worth a row

@@ -73,6 +73,50 @@ def load_run(logdir: str | Path, label: str | None = None) -> Run:
     return Run(logdir, label or label_of(logdir), read_scalars(logdir / "tb"), final)
 
 
+def flat_config(logdir: Path) -> dict[str, Any]:
+    """The run's saved ``config.yaml`` as dotted keys (``learner.model.size``); ``{}`` without one."""
+    import yaml
+
+    path = logdir / "config.yaml"
+    if not path.is_file():
+        return {}
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = value
+
+    walk("", yaml.safe_load(path.read_text()) or {})
+    return out
+
+
+IGNORED_KEYS = ("logdir",)  # differ between any two runs by construction
+
+
+def config_differences(runs: list[Run]) -> dict[str, list[Any]]:
+    """``{key: [value of each run, in order]}`` for every config key whose value differs between the runs."""
+    configs = [flat_config(r.logdir) for r in runs]
+    keys = sorted({k for c in configs for k in c} - set(IGNORED_KEYS))
+    return {k: [c.get(k, "-") for c in configs] for k in keys if len({repr(c.get(k, "-")) for c in configs}) > 1}
+
+
+def label_by_differences(runs: list[Run], max_keys: int = 3) -> None:
+    """Relabel runs by what differs in their configs (``size=xs, ratio=64``), keeping labels unique."""
+    diffs = config_differences(runs)
+    if not diffs:
+        return
+    labels = []
+    for i in range(len(runs)):
+        parts = [f"{k.rsplit('.', 1)[-1]}={values[i]}" for k, values in list(diffs.items())[:max_keys]]
+        labels.append(", ".join(parts))
+    if len(set(labels)) == len(labels):
+        for run, label in zip(runs, labels):
+            run.label = label
+
+
 def _metrics(runs: list[Run]) -> list[str]:
     present = {tag.split("/", 1)[1] for run in runs for tag in run.scalars if tag.startswith("eval_policy_")}
     return [m for m in METRICS if m in present]
@@ -141,3 +185,43 @@ def _final_marks(ax, run: Run, split: str, metric: str, axis: int, colour: str) 
         value = (evaluation.get(policy) or {}).get(split, {}).get(key)
         if value is not None:
             ax.axhline(value, ls=style, color="grey", lw=1, label=f"{policy} policy")
+
+
+def _figure_of_tags(runs: list[Run], panels: list[tuple[str, str]], axis: int, xlabel: str, path: Path,
+                    title: str | None) -> Path | None:
+    """One panel per ``(tag, panel title)``, one line per run; ``None`` when no run has any tag."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(tag, name) for tag, name in panels if any(tag in r.scalars for r in runs)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.4), squeeze=False)
+    for ax, (tag, name) in zip(axes[0], panels):
+        for run in runs:
+            points = run.scalars.get(tag, [])
+            if points:
+                ax.plot([p[axis] for p in points], [p[2] for p in points], "-", lw=1.2, label=run.label)
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_report_extras(runs: list[Run], out: Path, *, title: str | None = None) -> list[Path]:
+    """``generalization_gap.png`` (train minus held-out evaluation return vs env steps) and
+    ``throughput.png`` (env steps/s and updates/s vs wall-clock minutes)."""
+    paths = [_figure_of_tags(runs, [("eval/generalization_gap", "generalisation gap (train - held-out return)")],
+                             0, "env steps", out / "generalization_gap.png", title),
+             _figure_of_tags(runs, [("perf/env_steps_per_second", "env steps / s"),
+                                    ("perf/updates_per_second", "updates / s")],
+                             1, "wall-clock minutes", out / "throughput.png", title)]
+    return [p for p in paths if p is not None]
