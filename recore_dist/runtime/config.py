@@ -155,6 +155,23 @@ class RayConfig:
 
 
 @dataclasses.dataclass
+class LoggingConfig:
+    """Where scalars, images and videos go besides TensorBoard (always on, under ``logdir/tb``)."""
+
+    wandb: bool = False
+    """Mirror everything to Weights & Biases (``pip install 'recore-dist[wandb]'``): the same
+    scalars, images and videos, and the resolved config; a resumed job resumes its W&B run (the
+    run id is kept in ``logdir/wandb_id``)."""
+    wandb_project: str = "recore-dist"
+    """W&B project."""
+    wandb_entity: str | None = None
+    """W&B entity (team or user); ``None``: the logged-in default."""
+    wandb_mode: Literal["online", "offline", "disabled"] | None = None
+    """``offline`` writes under ``logdir/wandb`` without network (``wandb sync`` uploads later);
+    ``None``: W&B's own setting (``WANDB_MODE``, else online)."""
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """The training job."""
 
@@ -181,6 +198,8 @@ class TrainConfig:
     """Evaluation on train and held-out splits."""
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
     """The Ray runtime (used when ``runner`` is ``ray``)."""
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    """TensorBoard is always written; W&B optionally."""
     policy_sync: int = 1
     """Copy learner weights to the acting policy every this many updates."""
     log_every: int = 20

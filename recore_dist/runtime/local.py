@@ -117,7 +117,7 @@ class LocalRunner:
         cfg, counters = self.cfg, self.counters
         self.logdir.mkdir(parents=True, exist_ok=True)
         config_lib.save(cfg, self.logdir / "config.yaml")
-        logger = Logger(self.logdir)
+        logger = Logger(self.logdir, wandb=cfg.logging, config=config_lib.to_dict(cfg))
         bar = tqdm(total=cfg.env_steps, initial=counters["env_steps"], unit="step", disable=not self.progress,
                    desc="train", dynamic_ncols=True)
         env_rate, update_rate = Rate(), Rate()

@@ -253,7 +253,7 @@ class Orchestrator:
 
         cfg, counters = self.cfg, self.counters
         config_lib.save(cfg, self.logdir / "config.yaml")
-        self.logger = Logger(self.logdir)
+        self.logger = Logger(self.logdir, wandb=cfg.logging, config=config_lib.to_dict(cfg))
         self.bar = tqdm(total=cfg.env_steps, initial=counters["env_steps"], unit="step", disable=not self.progress,
                         desc="train (ray)", dynamic_ncols=True)
         self._started = time.perf_counter() - counters["seconds"]
