@@ -19,7 +19,7 @@ def test_plan_balances_episodes_over_scenes():
     assert make_plan("nav:pointgoal", {**NAV, "split": "heldout"}, "heldout", 41).per_env == 11  # never fewer
     assert train.seed != held.seed
     dmc = make_plan("dmc:cartpole-swingup", {"size": 32, "split": "train"}, "train", 10)
-    assert (dmc.scenes, dmc.num_envs, dmc.per_env) == (None, 8, 2)
+    assert (dmc.scenes, dmc.num_envs, dmc.per_env) == (None, 5, 2)  # exactly 10, spread over 5 simulators
     with pytest.raises(ValueError, match="split"):
         make_plan("nav:pointgoal", NAV, "test", 4)
     with pytest.raises(ValueError, match="episodes"):

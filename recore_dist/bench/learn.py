@@ -101,7 +101,8 @@ def targets(row: dict[str, Any]) -> dict[str, bool]:
             "heldout_0.8x_train": (r["heldout_over_train"] or 0) >= 0.8}
 
 
-def _child(spec: dict[str, Any], cores: list[int] | None, log: Path | None) -> dict[str, Any]:
+def _start(spec: dict[str, Any], cores: list[int] | None, log: Path | None) -> subprocess.Popen:
+    """Start one method's process (pinned to ``cores`` when given; stderr to ``log`` or inherited)."""
     env = dict(os.environ)
     if cores:
         env.update(OMP_NUM_THREADS=str(len(cores)), MKL_NUM_THREADS=str(len(cores)))
@@ -109,15 +110,13 @@ def _child(spec: dict[str, Any], cores: list[int] | None, log: Path | None) -> d
     cmd = [sys.executable, "-m", __name__, "--child", json.dumps(spec)]
     if cores:
         cmd = ["taskset", "-c", ",".join(map(str, cores)), *cmd]
-    stderr = open(log, "w") if log else None  # noqa: SIM115 (closed below)
-    try:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)  # type: ignore[return-value]
-    finally:
-        if stderr:
-            stderr.close()
+    if log is None:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    with open(log, "w") as stderr:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
 
 
-def _collect(proc, method: str, log: Path | None) -> dict[str, Any]:
+def _collect(proc: subprocess.Popen, method: str, log: Path | None) -> dict[str, Any]:
     out, _ = proc.communicate()
     if proc.returncode != 0:
         tail = log.read_text()[-3000:] if log and log.exists() else ""
@@ -158,14 +157,14 @@ def run_bench(*, config_path: str, overrides: list[str], minutes: float, episode
         if progress:
             print(f"[bench learn] {', '.join(methods)} at once, {share} core(s) each; logs in {logs}/{stamp}-*.log",
                   file=sys.stderr, flush=True)
-        procs = [(method, _child(spec, mine, log), log) for method, spec, mine, log in specs]
+        procs = [(method, _start(spec, mine, log), log) for method, spec, mine, log in specs]
         for method, proc, log in procs:
             rows[method] = _collect(proc, method, log)
     else:
         for method, spec, mine, log in specs:
             if progress:
                 print(f"[bench learn] {method}: {minutes:g} min ...", file=sys.stderr, flush=True)
-            rows[method] = _collect(_child(spec, mine, log), method, log)
+            rows[method] = _collect(_start(spec, mine, log), method, log)
     return {"methods": rows, "parallel": parallel}
 
 

@@ -6,12 +6,12 @@ meet different start and goal pairs, and on navigation the draw alone moves the 
 more than the difference being measured. Here every comparison runs on one *plan*:
 
 - one simulator per scene of the split (``scene=k`` for envs with a scene pool, the navigation
-  tasks), so every scene gets the same number of episodes (``ceil(episodes / scenes)``); envs
-  without scenes (dm_control) get ``min(episodes, max_envs)`` simulators instead;
+  tasks), so every scene gets the same number of episodes (``ceil(episodes / scenes)``);
 - simulator ``i`` seeded ``seed + i`` (``seed`` derived from the split), so its sequence of
   episodes (scene, start, goal, heading; dm_control's initial state and intervention draw)
   depends only on the seed and never on the actions taken: an episode's draw happens at its
   reset, from the env's own generator;
+- dm_control gets exactly ``episodes``: as many simulators (up to ``max_envs``) as divide it;
 - each simulator's first ``per_env`` episodes count, in order, whatever the policy.
 
 Policies: ``learned`` (the recurrent ``Policy`` in actor mode, given weights), ``random``
@@ -73,8 +73,8 @@ def make_plan(env_name: str, options: dict[str, Any], split: str, episodes: int,
     count = scene_count(env_name, options)
     if count:
         return Plan(split, tuple(range(count)), count, math.ceil(episodes / count), seed)
-    n = min(episodes, max_envs)
-    return Plan(split, None, n, math.ceil(episodes / n), seed)
+    n = max(d for d in range(1, min(episodes, max_envs) + 1) if episodes % d == 0)  # exactly `episodes`
+    return Plan(split, None, n, episodes // n, seed)
 
 
 def make_plan_envs(env_name: str, options: dict[str, Any], plan: Plan, *, only: int | None = None):
