@@ -192,9 +192,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"recore-dist: bad config: {exc}", file=sys.stderr)
             return 2
         if cfg.runner == "ray":
+            from recore_dist.runtime.capacity import ClusterTooSmall
             from recore_dist.runtime.orchestrator import train as train_ray
 
-            summary = train_ray(cfg, progress=not args.no_progress)
+            try:
+                summary = train_ray(cfg, progress=not args.no_progress)
+            except ClusterTooSmall as exc:
+                print(f"recore-dist: {exc}", file=sys.stderr)
+                return 2
         else:
             summary = train(cfg, progress=not args.no_progress)
         print(json.dumps(summary))

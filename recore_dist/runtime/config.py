@@ -142,6 +142,10 @@ class RayConfig:
     """Restarts of a crashed runner / learner / evaluator actor (-1: unlimited)."""
     control_every_s: float = 1.0
     """How often the driver reads ``logdir/control.json`` (``recore-dist scale``) and node changes."""
+    wait_for_resources_s: float = 0.0
+    """When the cluster has fewer CPUs / GPUs than the job reserves: 0 fails at once with what is
+    missing and what to change (a fixed cluster cannot grow); > 0 asks the autoscaler for them and
+    waits this many seconds, saying what it waits for (``recore_dist/runtime/capacity.py``)."""
 
     def __post_init__(self) -> None:
         for key in ("runners", "envs_per_runner", "shards", "collect_steps", "max_in_flight", "publish_every",
@@ -149,7 +153,7 @@ class RayConfig:
             if getattr(self, key) < (0 if key == "runners" else 1):
                 raise ValueError(f"ray.{key}={getattr(self, key)} out of range")
         for key in ("runner_cpus", "learner_cpus", "train_seconds", "insert_timeout", "checkpoint_every_s",
-                    "shard_checkpoint_every_s", "eval_every_s", "control_every_s"):
+                    "shard_checkpoint_every_s", "eval_every_s", "control_every_s", "wait_for_resources_s"):
             if getattr(self, key) < 0:
                 raise ValueError(f"ray.{key}={getattr(self, key)} must be >= 0")
 

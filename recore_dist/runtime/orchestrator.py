@@ -94,6 +94,7 @@ class Orchestrator:
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.spaces = _probe_spaces(cfg)  # before Ray: imports and builds an env while nothing else runs
         self.started_ray = init_ray(cfg)
+        self._check_capacity()
         rt, lc = cfg.ray, cfg.learner
         self.counters: dict[str, Any] = {"env_steps": 0, "episodes": 0, "seconds": 0.0, "updates": 0,
                                          "next_runner_id": 0, "restarts": 0}
@@ -124,6 +125,22 @@ class Orchestrator:
         self.pending: dict[Any, tuple[str, int]] | None = None  # set by start(): ref -> (kind, id)
         self.recent: collections.deque | None = None
         self.stretch: dict[str, Any] = {"episode_returns": [], "learner_metrics": {}, "throughput": {}}
+
+    def _check_capacity(self) -> None:
+        """Fail (or wait for the autoscaler) before any actor exists if the job cannot fit."""
+        import ray
+        from ray.autoscaler.sdk import request_resources
+
+        from recore_dist.runtime.capacity import check_fits
+        from recore_dist.runtime.learner_worker import learner_gpus
+
+        try:
+            check_fits(self.cfg, learner_gpus(self.cfg), cluster_resources=ray.cluster_resources,
+                       request=lambda bundles: request_resources(bundles=bundles))
+        except BaseException:
+            if self.started_ray:
+                ray.shutdown()
+            raise
 
     # ------------------------------------------------------------------------------ runners
     def _add_runner(self, node_id: str | None = None) -> int:
