@@ -134,7 +134,7 @@ def _child(part: str, kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
     env.setdefault("MUJOCO_GL", "egl")
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", __name__, "--child", part, json.dumps(kwargs)],
+        proc = subprocess.run([sys.executable, "-m", "recore_dist.bench.gpu_check", "--child", part, json.dumps(kwargs)],
                               capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"part": part, "error": f"timed out after {timeout:.0f} s", **kwargs}
