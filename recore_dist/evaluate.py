@@ -37,15 +37,15 @@ def run_evaluate(*, logdir: str | None = None, checkpoint: str | None = None, sp
     out: dict[str, Any] = {"logdir": str(run.logdir), "checkpoint": str(run.checkpoint), "env": run.cfg.env.name,
                            "updates": run.updates, "env_steps": run.env_steps, "splits": results}
     if video:
-        from recore_dist.video import captioned, side_by_side, upscale, write_video
+        from recore_dist.runtime.summaries import evaluation_video
+        from recore_dist.video import upscale, write_video
 
-        clips = []
+        recorded = {}
         for name in splits:
             frames, episode = record_episode(run.cfg, run.spaces, run.weights, name, env_options=env_options)
-            text = f"{name}: return {episode['return']:.1f}" + (
-                f", {'success' if episode.get('success') else 'no success'}" if "success" in episode else "")
-            clips.append(captioned(upscale(frames, 2), text))
-        out["video"] = str(write_video(Path(video), side_by_side(clips)))
+            recorded[name] = {**episode, "frames": upscale(frames, 2)}
+        out["video"] = str(write_video(Path(video), evaluation_video(recorded, max_frames=len(max(
+            (e["frames"] for e in recorded.values()), key=len)))))
     return out
 
 

@@ -109,15 +109,12 @@ def record_episode(cfg, spaces, weights: dict, split: str, *, env_options: dict[
     try:
         with torch.random.fork_rng(devices=[]):  # the posterior samples, seeded; the caller's RNG untouched
             torch.manual_seed(plan.seed)
-            frames = [loop.obs["image"][0].copy()]
-            for _ in range(max_steps):
-                episodes = loop.step(1, explore=False)[1]
-                frames.append(loop.obs["image"][0].copy())  # the last frame of an episode has is_last
-                if episodes:
-                    return np.stack(frames), {**episodes[0], "scene": None if plan.scenes is None else plan.scenes[0]}
-        raise RuntimeError(f"the episode did not finish within {max_steps} steps")
+            loop.run_episodes(1, explore=False, max_steps=max_steps, record=True)
     finally:
         loop.close()
+    episode = dict(loop.recorded or {})
+    frames = episode.pop("frames")
+    return frames, {**episode, "scene": None if plan.scenes is None else plan.scenes[0]}
 
 
 def run_plan(envs, plan: Plan, policy=None, *, random: bool = False, max_steps: int = 1_000_000
