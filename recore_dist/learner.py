@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from recore_dist import parallel
 from recore_dist.behavior import ActorCritic, BehaviorConfig, LatentSAC, policy_weights, replay_transitions
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.world_model import Spaces
@@ -311,12 +312,18 @@ class Learner:
     def _steps(self, loss: Tensor, groups: list[tuple[torch.optim.Optimizer, list[Tensor], OptimConfig]],
                ) -> list[Tensor]:
         """One backward pass of ``loss``, then each optimiser steps its parameters (each group's
-        gradient norm clipped on its own); all are skipped when anything is non-finite."""
+        gradient norm clipped on its own); all are skipped when anything is non-finite. With
+        data-parallel ranks (``parallel``) the gradients are first averaged over the ranks, with
+        each rank's loss-is-finite flag, so all ranks clip, step or skip alike."""
         for opt, _, _ in groups:
             opt.zero_grad(set_to_none=True)
         loss.backward()
+        loss_finite = math.isfinite(float(loss.detach()))
+        if parallel.world_size() > 1:  # data-parallel: every rank steps on the mean gradient
+            bad = torch.tensor([0.0 if loss_finite else 1.0], device=self.device)
+            loss_finite = float(parallel.mean_gradients([p for _, ps, _ in groups for p in ps], bad)) == 0.0
         norms = [torch.nn.utils.clip_grad_norm_(params, cfg.clip, foreach=True) for _, params, cfg in groups]
-        if not (math.isfinite(float(loss.detach())) and all(math.isfinite(float(n)) for n in norms)):
+        if not (loss_finite and all(math.isfinite(float(n)) for n in norms)):
             for opt, _, _ in groups:
                 opt.zero_grad(set_to_none=True)
             self.skipped += 1
@@ -361,6 +368,12 @@ class Learner:
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(self.state_dict(), tmp)
         tmp.replace(path)
+
+    def broadcast_state(self, src: int = 0) -> None:
+        """Copy rank ``src``'s parameters and buffers (EMA copies, normalisers) to every rank:
+        data-parallel ranks start identical whatever their seeds."""
+        modules = (self.objective, self.ac)
+        parallel.broadcast_([t for m in modules for t in (*m.parameters(), *m.buffers())], src)
 
     def load(self, path: str | Path) -> None:
         """Restore from ``save``; loads tensors only (``weights_only=True``), never arbitrary objects."""

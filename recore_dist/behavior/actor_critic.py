@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from recore_dist import parallel
 from recore_dist.behavior.distributions import BoundedNormal, OneHotCategorical, TanhNormal
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.nets import mlp, zero_init_
@@ -251,7 +252,7 @@ class ReturnNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, returns: Tensor) -> Tensor:
-        flat = returns.flatten().float()
+        flat = parallel.gather_cat(returns.flatten().float())  # all data-parallel ranks' returns
         if flat.numel() > 100_000:  # quantile needs no more than a large random subset
             flat = flat[torch.randint(flat.numel(), (100_000,), device=flat.device)]
         lo, hi = torch.quantile(flat, torch.tensor([0.05, 0.95], device=flat.device))

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recore_dist import parallel
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.nets import ConvDecoder, mlp, zero_init_
 
@@ -117,7 +118,13 @@ class TargetDecoder(nn.Module):
     def normaliser(self, target: Tensor) -> Tensor:
         """The running target variance (updated from ``target`` when training), floored."""
         if self.training:  # per-element variance over the batch's frames, averaged over elements
-            var = target.float().flatten(0, 1).var(0, unbiased=False).mean()
+            frames = target.float().flatten(0, 1)
+            if parallel.world_size() > 1:  # the variance over all data-parallel ranks' frames
+                moments = torch.stack([frames.mean(0), frames.square().mean(0)])
+                parallel.mean_([moments])
+                var = (moments[1] - moments[0].square()).clamp(min=0).mean()
+            else:
+                var = frames.var(0, unbiased=False).mean()
             first = self.target_var <= 0
             self.target_var.copy_(torch.where(first, var, self.var_decay * self.target_var
                                               + (1 - self.var_decay) * var))

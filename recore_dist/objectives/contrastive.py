@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recore_dist import parallel
+
 
 def near_in_time(batch: int, length: int, window: int, device: torch.device | str = "cpu") -> Tensor | None:
     """``[N, N]`` bool over the ``N = batch * length`` flattened rows of ``[B, T]``: True where row
@@ -40,7 +42,9 @@ def info_nce(query: Tensor, key: Tensor, inverse_temperature: Tensor | float, *,
     ``loss = mean_i [ -lambda <q_i, k_i> + log sum_{j in C_i} exp(lambda <q_i, k_j>) ]`` with
     both sides L2-normalised, ``lambda`` the inverse temperature and ``C_i`` the candidate set
     of query ``i``: all ``N`` keys except those with ``exclude[i, j]`` (the diagonal is never
-    excluded). Chance accuracy is ``1 / |C_i|`` (``candidate_count``).
+    excluded). Chance accuracy is ``1 / |C_i|`` (``candidate_count``). With data-parallel ranks
+    (``recore_dist.parallel``) the keys of all ranks are candidates, as for one learner on the
+    concatenated batch (gradients reach other ranks' keys through the gather).
 
     Args:
         query: ``[N, D]`` (gradients flow).
@@ -55,14 +59,23 @@ def info_nce(query: Tensor, key: Tensor, inverse_temperature: Tensor | float, *,
     if query.shape != key.shape or query.dim() != 2:
         raise ValueError(f"info_nce needs matching [N, D] query and key, got {tuple(query.shape)} "
                          f"and {tuple(key.shape)}")
+    if exclude is not None and exclude.shape != (query.shape[0], key.shape[0]):
+        raise ValueError(f"exclude mask {tuple(exclude.shape)} must be {(query.shape[0], key.shape[0])}")
     q = F.normalize(query.float(), dim=-1)
     k = F.normalize(key.float(), dim=-1)
-    logits = inverse_temperature * (q @ k.T)  # [N, N]
-    if exclude is not None:
-        if exclude.shape != logits.shape:
-            raise ValueError(f"exclude mask {tuple(exclude.shape)} must be {tuple(logits.shape)}")
-        logits = logits.masked_fill(exclude, float("-inf"))
     labels = torch.arange(q.shape[0], device=q.device)
+    world = parallel.world_size()
+    if world > 1:  # data-parallel ranks: every rank's keys are candidates (one learner's 2B batch)
+        n, offset = k.shape[0], parallel.rank() * k.shape[0]
+        k = parallel.gather_cat(k)  # [W*N, D]
+        labels = labels + offset
+        if exclude is not None:
+            full = torch.zeros(n, world * n, dtype=torch.bool, device=exclude.device)
+            full[:, offset:offset + n] = exclude
+            exclude = full
+    logits = inverse_temperature * (q @ k.T)  # [N, N] (or [N, W*N])
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))
     loss = F.cross_entropy(logits, labels)
     accuracy = (logits.argmax(-1) == labels).float().mean()
     return loss, accuracy.detach()

@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from recore_dist import parallel
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.heads import Projection
 from recore_dist.models.nets import mlp
@@ -193,5 +194,5 @@ class CoRAL(Objective):
         lam = self.temperatures[m]()
         loss, acc = info_nce(q, k, lam, exclude=exclude)
         return {f"loss/contrastive_{m}": self.cfg.scales[m] * loss, f"wm/contrastive_acc_{m}": acc,
-                f"wm/contrastive_chance_{m}": torch.tensor(1.0 / candidate_count(exclude, k.shape[0])),
+                f"wm/contrastive_chance_{m}": torch.tensor(1.0 / candidate_count(exclude, k.shape[0] * parallel.world_size())),
                 f"wm/inverse_temperature_{m}": lam.detach()}

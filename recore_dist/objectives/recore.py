@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from recore_dist import parallel
 from recore_dist.models.augment import ALL_OFF, AugmentConfig, augment_pair
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.rssm import State
@@ -146,7 +147,7 @@ class ReCoRe(Objective):
             losses, accs = zip(*(info_nce(q, key, lam, exclude=exclude) for q in queries[self.cfg.query]))
             metrics["loss/contrastive"] = self.cfg.contrastive_scale * sum(losses) / len(losses)
             metrics["wm/contrastive_acc"] = sum(accs) / len(accs)
-            metrics["wm/contrastive_chance"] = torch.tensor(1.0 / candidate_count(exclude, key.shape[0]))
+            metrics["wm/contrastive_chance"] = torch.tensor(1.0 / candidate_count(exclude, key.shape[0] * parallel.world_size()))
             metrics["wm/inverse_temperature"] = lam.detach()
         if self.cfg.aux_target != "none":
             metrics.update(self.decoder_terms(feat, batch, {self.cfg.aux_target: self.cfg.aux_scale}))
