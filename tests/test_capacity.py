@@ -28,6 +28,15 @@ def test_quickstart_needs_four_cpus_and_fits_two_with_fractional_reservations():
     assert len(needs.bundles()) == 4 and all(b == {"CPU": 1.0} for b in needs.bundles())
 
 
+def test_data_parallel_learners_each_reserve_their_cpus_and_gpus():
+    two = job_needs(_cfg("ray.learners=2"), learner_gpus=1.0)
+    assert (two.cpus, two.gpus) == (5.0, 2.0)  # 2 runners + evaluator + 2 learners; a GPU per learner
+    with pytest.raises(ClusterTooSmall) as err:
+        check_fits(_cfg("ray.learners=2"), 1.0, cluster_resources=lambda: {"CPU": 8.0, "GPU": 1.0})
+    for part in ("GPU: needs 2, the cluster has 1", "2 learners x 1 CPU + 1 GPU", "ray.learners=N"):
+        assert part in str(err.value), (part, str(err.value))
+
+
 def test_a_fixed_cluster_fails_at_once_with_what_to_change():
     start = time.monotonic()
     with pytest.raises(ClusterTooSmall) as err:

@@ -264,3 +264,45 @@ def test_killed_driver_resumes_with_the_same_counters(ray_cluster, tmp_path):
     assert summary["resumed"] and summary["env_steps"] >= saved["env_steps"] + 32
     assert summary["updates"] >= saved["updates"]
     assert np.isfinite(summary["replay_steps"]) and summary["replay_steps"] > 0
+
+
+def test_two_learners_train_survive_a_sigkilled_rank_and_resume_with_one(ray_cluster, tmp_path):
+    """``ray.learners: 2`` (gloo): trains end to end; SIGKILL of rank 1 restarts the whole group
+    from the last checkpoint and training goes on (logged); the logdir then resumes with 1 learner."""
+    from recore_dist.runtime.orchestrator import Orchestrator
+
+    logdir = tmp_path / "run"
+    orch = Orchestrator(ray_config(logdir, learners=2, checkpoint_every_s=3), progress=False)
+    try:
+        assert orch.learners.size == 2 and orch.learners.backend == "gloo"
+        thread, out = _run_in_thread(orch, 75)
+        deadline = time.time() + 60
+        while not (orch.counters["updates"] > 0 and (logdir / "checkpoint" / "learner.pt").is_file()):
+            assert time.time() < deadline, "no update and checkpoint within 60 s"
+            time.sleep(0.5)
+        pids = orch.learners.pids()
+        assert len(set(pids)) == 2
+        saved = json.loads((logdir / "checkpoint" / "state.json").read_text())["counters"]["updates"]
+        os.kill(pids[1], signal.SIGKILL)
+        thread.join()
+    finally:
+        orch.close()
+    assert "error" not in out, out.get("error")
+    summary = out["summary"]
+    assert summary["learners"] == 2 and summary["learner_restarts"] >= 1 and orch.learners.restarts >= 1
+    assert summary["updates"] > saved  # the new group trained on from the checkpoint
+    tags = _tags(logdir)
+    assert tags["runtime/learner_restarts"][-1].value >= 1
+    assert "perf/replayed_steps_per_second" in tags
+    cfg = ray_config(logdir)  # one learner now
+    cfg.env_steps = summary["env_steps"] + 64
+    orch = Orchestrator(cfg, progress=False)
+    try:
+        assert orch.resumed and orch.learners.size == 1
+        resumed_at = ray_cluster.get(orch.learner.updates.remote())
+        second = orch.run()
+    finally:
+        orch.close()
+    state = json.loads((logdir / "checkpoint" / "state.json").read_text())["counters"]
+    assert resumed_at == summary["updates"]  # the 2-learner run's last checkpoint, loaded by 1 learner
+    assert second["updates"] >= resumed_at and state["updates"] == second["updates"]

@@ -40,6 +40,9 @@ def test_config_maps_rllib_settings_onto_one_train_config(tmp_path):
     assert cfg.learner.objective.name == "recon" and cfg.learner.model.deter == TINY_MODEL["deter"]
     assert cfg.replay.prefill == 64 and cfg.learner.behavior.horizon == 4
     assert ReCoReConfig().to_train_config("x").ray.learner_gpus is None  # default: a GPU if there is one
+    assert ReCoReConfig().to_train_config("x").ray.learners == 1  # RLlib's 0 (a local learner) is one
+    two = ReCoReConfig().learners(num_learners=2, num_cpus_per_learner=0.5).to_train_config("x")
+    assert (two.ray.learners, two.ray.learner_cpus) == (2, 0.5)
 
 
 @pytest.mark.parametrize("mutate, match", [

@@ -11,8 +11,10 @@ RLlib                                  recore-dist
 ``env_runners(num_env_runners,         ``ray.runners``, ``ray.envs_per_runner``,
 num_envs_per_env_runner,               ``ray.runner_cpus``
 num_cpus_per_env_runner)``
-``learners(num_gpus_per_learner)``     ``ray.learner_gpus`` (default ``None``: a GPU if the
-                                       cluster has one; ``0`` forces the CPU)
+``learners(num_learners,               ``ray.learners`` (RLlib's 0, its local learner, is 1),
+num_gpus_per_learner,                  ``ray.learner_gpus`` (default ``None``: a GPU if the
+num_cpus_per_learner)``                cluster has one; ``0`` forces the CPU),
+                                       ``ray.learner_cpus`` (RLlib's ``"auto"`` is 1)
 ``training(objective, model_size,      ``learner.objective.name``, ``learner.model.size``,
 batch_size_B, batch_length_T,          ``learner.batch_size``, ``learner.batch_length``,
 training_ratio, recore={...})``        ``replay.ratio``; ``recore`` is a nested dict of any
@@ -119,6 +121,8 @@ class ReCoReConfig(AlgorithmConfig):
             "ray": {"runners": self.num_env_runners, "envs_per_runner": self.num_envs_per_env_runner,
                     "runner_cpus": float(self.num_cpus_per_env_runner),
                     "learner_gpus": _learner_gpus(self.num_gpus_per_learner),
+                    "learners": max(1, int(self.num_learners or 0)),
+                    "learner_cpus": 1.0 if self.num_cpus_per_learner == "auto" else float(self.num_cpus_per_learner),
                     "eval_every_s": 0.0, "checkpoint_every_s": 0.0},
         }
         size = env_config.get("size")

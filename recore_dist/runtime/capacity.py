@@ -5,8 +5,8 @@ Without this check a job that asks for more logical CPUs or GPUs than the cluste
 2-CPU machine, then the quickstart, which reserves 4 CPUs, sat silent for 10 minutes).
 
 What the job reserves (``job_needs``): ``ray.runners`` env runners at ``ray.runner_cpus`` each,
-the evaluator at ``ray.runner_cpus``, the learner at ``ray.learner_cpus`` and its GPUs
-(``ray.learner_gpus``, or 1 when the cluster has a GPU); replay shards reserve no CPU. With
+the evaluator at ``ray.runner_cpus``, ``ray.learners`` learners at ``ray.learner_cpus`` and
+``ray.learner_gpus`` each (or 1 GPU each when the cluster has a GPU); replay shards reserve no CPU. With
 ``ray.runners_per_node`` the runners follow the nodes, so only one runner is counted.
 
 - The cluster is big enough: go on.
@@ -49,7 +49,7 @@ def job_needs(cfg, learner_gpus: float) -> Needs:
     rt = cfg.ray
     runners = 1 if rt.runners_per_node > 0 else rt.runners
     parts = (("env runner", runners, rt.runner_cpus, 0.0), ("evaluator", 1, rt.runner_cpus, 0.0),
-             ("learner", 1, rt.learner_cpus, learner_gpus), ("replay shard", rt.shards, 0.0, 0.0))
+             ("learner", rt.learners, rt.learner_cpus, learner_gpus), ("replay shard", rt.shards, 0.0, 0.0))
     return Needs(cpus=sum(n * c for _, n, c, _ in parts), gpus=sum(n * g for _, n, _, g in parts), parts=parts)
 
 
@@ -63,6 +63,10 @@ def shortfall(needs: Needs, total: dict[str, float]) -> dict[str, tuple[float, f
     return out
 
 
+def _learners(needs: Needs) -> int:
+    return next((n for kind, n, _, _ in needs.parts if kind == "learner"), 1)
+
+
 def explain(needs: Needs, total: dict[str, float], missing: dict[str, tuple[float, float]], *,
             waited_s: float | None = None) -> str:
     parts = ", ".join(f"{n} {kind}{'s' if n != 1 else ''} x {c:g} CPU" + (f" + {g:g} GPU" if g else "")
@@ -70,6 +74,8 @@ def explain(needs: Needs, total: dict[str, float], missing: dict[str, tuple[floa
     lack = "; ".join(f"{key}: needs {need:g}, the cluster has {have:g}" for key, (need, have) in missing.items())
     fixes = ["--set ray.runners=N (fewer env runners; `recore-dist scale` adds them later)",
              "--set ray.runner_cpus=0.5 --set ray.learner_cpus=0.5 (fractional reservations share a core)"]
+    if _learners(needs) > 1:
+        fixes.insert(0, "--set ray.learners=N (fewer data-parallel learners)")
     if "GPU" in missing:
         fixes.insert(0, "--set ray.learner_gpus=0 (learn on CPU)")
     when = (f"after waiting {waited_s:.0f} s for the autoscaler" if waited_s is not None else

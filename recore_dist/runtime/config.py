@@ -113,7 +113,14 @@ class RayConfig:
     runner_threads: int = 1
     """Torch threads in each runner / evaluator process."""
     learner_cpus: float = 1.0
-    """Logical CPUs reserved for the learner actor."""
+    """Logical CPUs reserved for each learner actor."""
+    learners: int = 1
+    """Data-parallel learner actors (RLlib's ``num_learners``). N > 1 form one torch.distributed
+    group (NCCL on GPUs, gloo on CPU; ``runtime/learner_group.py``): each samples its own
+    ``learner.batch_size`` sequences, gradients are averaged every step, so one update consumes
+    N batches (the replay ratio counts all of them) and the effective batch is N x batch_size.
+    Each takes ``learner_cpus`` and ``learner_gpus``. Gains need a device per learner: on 2 CPU
+    cores 2 learners barely beat 1 (docs/BENCHMARKS.md, ``bench learners``)."""
     learner_gpus: float | None = None
     """GPUs for the learner (``None``: 1 if the cluster has a GPU, else 0)."""
     collect_steps: int = 16
@@ -149,7 +156,7 @@ class RayConfig:
 
     def __post_init__(self) -> None:
         for key in ("runners", "envs_per_runner", "shards", "collect_steps", "max_in_flight", "publish_every",
-                    "prefetch", "runner_threads"):
+                    "prefetch", "runner_threads", "learners"):
             if getattr(self, key) < (0 if key == "runners" else 1):
                 raise ValueError(f"ray.{key}={getattr(self, key)} out of range")
         for key in ("runner_cpus", "learner_cpus", "train_seconds", "insert_timeout", "checkpoint_every_s",

@@ -5,6 +5,13 @@ per shard, decoded here); ``train(seconds)`` runs updates on them for about ``se
 returns averaged metrics plus the newest policy weights as ``(version, [ObjectRef])``, published
 with ``ray.put`` every ``publish_every`` updates (the version is the update count). The actor
 asks for a GPU when the cluster has one (``remote_learner``) and sets its torch threads.
+
+Data-parallel (``ray.learners: N``, started by ``learner_group.LearnerGroup``): rank ``r`` of
+``N`` joins a torch.distributed group (``rendezvous`` on rank 0, then ``join`` on all) and every
+``train`` call runs in lock-step: rank 0 decides, before each update, whether there is one more
+(it holds a batch and has time left) and broadcasts that, so all ranks make the same number of
+updates and meet in the same gradient all-reduces. Each rank samples its own batches. Only rank
+0 publishes weights, writes checkpoints and draws image summaries.
 """
 
 from __future__ import annotations
@@ -27,16 +34,17 @@ class LearnerWorker:
         checkpoint: a ``learner.pt`` to restore from, if any.
     """
 
-    def __init__(self, cfg, spaces, replay, checkpoint: str | None = None):
+    def __init__(self, cfg, spaces, replay, checkpoint: str | None = None, rank: int = 0, world: int = 1):
         import torch
 
         from recore_dist.learner import Learner
 
         torch.set_num_threads(cfg.learner.threads or cfg.torch_threads or max(1, int(cfg.ray.learner_cpus)))
-        self.cfg, self.replay = cfg, replay
+        self.cfg, self.replay, self.rank, self.world = cfg, replay, rank, world
         self.learner = Learner(cfg.learner, spaces)
-        if checkpoint and os.path.exists(checkpoint):
-            self.learner.load(checkpoint)
+        self.restored_from = _existing_checkpoint(checkpoint)
+        if self.restored_from:
+            self.learner.load(self.restored_from)
         self.batches: queue.Queue = queue.Queue(maxsize=cfg.ray.prefetch)
         self.waits = collections.Counter()
         self.error: str | None = None
@@ -75,7 +83,72 @@ class LearnerWorker:
     def _publish(self) -> None:
         import ray
 
-        self.weights = (self.learner.updates, [ray.put(self.learner.policy_weights())])
+        if self.rank == 0:
+            self.weights = (self.learner.updates, [ray.put(self.learner.policy_weights())])
+
+    # ------------------------------------------------------------------------------ data parallel
+    def rendezvous(self) -> tuple[str, int]:
+        """Rank 0: the ``(node ip, free port)`` every rank joins at."""
+        import ray
+
+        from recore_dist import parallel
+
+        host = ray.util.get_node_ip_address()
+        return host, parallel.free_port()
+
+    def join(self, host: str, port: int) -> str:
+        """Join the group (blocks until all ``world`` ranks have joined); rank 0's parameters and
+        buffers are copied to every rank, and ranks > 0 reseed their sampling noise. Returns the
+        backend (gloo / nccl)."""
+        import torch
+
+        from recore_dist import parallel
+
+        backend = parallel.init(self.rank, self.world, host, port, device=self.learner.device)
+        self.learner.broadcast_state()
+        self._reseed()
+        return backend
+
+    def _reseed(self) -> None:
+        """Different augmentation / imagination noise per rank (a checkpoint holds rank 0's RNG)."""
+        import torch
+
+        if self.rank > 0:
+            torch.manual_seed(self.cfg.learner.seed + 7919 * self.rank + self.learner.updates)
+
+    def _next_batch(self, seconds: float, start: float, done: int) -> tuple[Any, float]:
+        """The batch of the next update, or ``None`` when this ``train`` call ends; with the wait
+        spent starved. With ``world > 1`` rank 0 decides for all ranks (one broadcast)."""
+        from recore_dist import parallel
+
+        waited = 0.0
+        if self.rank == 0:
+            batch = None
+            while True:
+                left = seconds - (time.perf_counter() - start)
+                if left <= 0 and done:
+                    break
+                t = time.perf_counter()
+                try:
+                    batch = self.batches.get(timeout=max(left, 0.05))
+                    waited += time.perf_counter() - t
+                    break
+                except queue.Empty:
+                    waited += time.perf_counter() - t
+                    if left <= 0:
+                        break
+            if self.world > 1:
+                parallel.broadcast_flag(batch is not None, self.learner.device)
+            return batch, waited
+        if not parallel.broadcast_flag(False, self.learner.device):
+            return None, 0.0
+        t = time.perf_counter()
+        try:
+            batch = self.batches.get(timeout=FOLLOWER_BATCH_TIMEOUT_S)
+        except queue.Empty:
+            raise RuntimeError(f"learner rank {self.rank}: no batch from the replay in {FOLLOWER_BATCH_TIMEOUT_S:.0f} s "
+                               f"(last sample error: {self.error})") from None
+        return batch, time.perf_counter() - t
 
     def train(self, seconds: float) -> dict[str, Any]:
         """Update for about ``seconds`` (at least one update if a batch arrives in that time)."""
@@ -84,18 +157,10 @@ class LearnerWorker:
         counts: dict[str, int] = collections.defaultdict(int)
         done, starved = 0, 0.0
         while True:
-            left = seconds - (time.perf_counter() - start)
-            if left <= 0 and done:
+            batch, waited = self._next_batch(seconds, start, done)
+            starved += waited
+            if batch is None:
                 break
-            t = time.perf_counter()
-            try:
-                batch = self.batches.get(timeout=max(left, 0.05))
-            except queue.Empty:
-                starved += time.perf_counter() - t
-                if left <= 0:
-                    break
-                continue
-            starved += time.perf_counter() - t
             metrics = self.learner.update(batch)
             done += 1
             for key, value in metrics.items():
@@ -105,13 +170,15 @@ class LearnerWorker:
                 self._publish()
         elapsed = time.perf_counter() - start
         out = {key: value / counts[key] for key, value in sums.items()}
+        samples = done * self.cfg.learner.batch_size * self.world  # every rank's batch
         out.update({"learner/updates": float(self.learner.updates), "perf/updates_per_second": done / elapsed,
                     "perf/learner_starved_fraction": starved / elapsed,
-                    "perf/samples_per_second": done * self.cfg.learner.batch_size / elapsed,
+                    "perf/samples_per_second": samples / elapsed,
+                    "perf/replayed_steps_per_second": samples * self.cfg.learner.batch_length / elapsed,
                     "learner/rate_limited_samples": float(self.waits["rate_limited"]),
                     "learner/sample_errors": float(self.waits["errors"])})
         return {"updates": done, "total_updates": self.learner.updates, "metrics": out, "weights": self.weights,
-                "error": self.error}
+                "error": self.error, "pid": os.getpid(), "rank": self.rank}
 
     # ------------------------------------------------------------------------------ state
     def updates(self) -> int:
@@ -129,6 +196,7 @@ class LearnerWorker:
         """Load a learner state written by ``save`` and publish its weights; returns its update
         count."""
         self.learner.load(path)
+        self._reseed()
         self._publish()
         return self.learner.updates
 
@@ -155,6 +223,23 @@ class LearnerWorker:
         self._stop.set()
 
 
+FOLLOWER_BATCH_TIMEOUT_S = 300.0
+"""Seconds a rank > 0 waits for its next batch once rank 0 has started an update (then it fails,
+and the group restarts from its checkpoint)."""
+
+
+def _existing_checkpoint(path: str | None) -> str | None:
+    """``path`` if it exists, else the same file in ``checkpoint.old`` (a checkpoint swap the
+    process died in the middle of), else ``None``."""
+    if not path:
+        return None
+    if os.path.exists(path):
+        return path
+    parent = os.path.dirname(path)
+    old = os.path.join(parent + ".old", os.path.basename(path))
+    return old if os.path.exists(old) else None
+
+
 def learner_gpus(cfg) -> float:
     """GPUs for the learner: the config's, or 1 when the cluster has a GPU."""
     import ray
@@ -164,10 +249,14 @@ def learner_gpus(cfg) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
-def remote_learner(cfg, spaces, replay, checkpoint: str | None, **options: Any):
+def remote_learner(cfg, spaces, replay, checkpoint: str | None, *, rank: int = 0, world: int = 1, **options: Any):
+    """A ``LearnerWorker`` actor. One learner restarts in place (Ray's ``max_restarts``, from
+    ``checkpoint``); a rank of a data-parallel group does not (its peers' group would be gone):
+    ``LearnerGroup`` restarts the whole group."""
     import ray
 
-    opts = {"max_restarts": cfg.ray.max_restarts, "max_task_retries": -1, "num_cpus": cfg.ray.learner_cpus,
-            "num_gpus": learner_gpus(cfg)}
+    restarts = cfg.ray.max_restarts if world == 1 else 0
+    opts = {"max_restarts": restarts, "max_task_retries": -1 if world == 1 else 0,
+            "num_cpus": cfg.ray.learner_cpus, "num_gpus": learner_gpus(cfg)}
     opts.update(options)
-    return ray.remote(LearnerWorker).options(**opts).remote(cfg, spaces, replay, checkpoint)
+    return ray.remote(LearnerWorker).options(**opts).remote(cfg, spaces, replay, checkpoint, rank, world)

@@ -87,7 +87,7 @@ class Orchestrator:
         from recore_dist.replay.client import ReplayClient
         from recore_dist.replay.shard import ShardConfig, remote_shard
         from recore_dist.runtime.evaluator import remote_evaluator
-        from recore_dist.runtime.learner_worker import remote_learner
+        from recore_dist.runtime.learner_group import LearnerGroup
 
         self.cfg, self.progress = cfg, progress
         self.logdir = Path(cfg.logdir)
@@ -97,7 +97,7 @@ class Orchestrator:
         self._check_capacity()
         rt, lc = cfg.ray, cfg.learner
         self.counters: dict[str, Any] = {"env_steps": 0, "episodes": 0, "seconds": 0.0, "updates": 0,
-                                         "next_runner_id": 0, "restarts": 0}
+                                         "next_runner_id": 0, "restarts": 0, "learner_restarts": 0}
         state_file = self.logdir / CHECKPOINT / "state.json"
         self.resumed = state_file.is_file()
         if self.resumed:
@@ -111,8 +111,10 @@ class Orchestrator:
             seed=cfg.seed)
         self.shards = [remote_shard(shard_cfg, i) for i in range(rt.shards)]
         self.replay = ReplayClient(self.shards, seed=cfg.seed)
-        learner_ckpt = self.logdir / CHECKPOINT / "learner.pt"
-        self.learner = remote_learner(cfg, self.spaces, self.replay, str(learner_ckpt) if self.resumed else None)
+        # Always the run's checkpoint path: a learner restarted after a crash loads the newest one
+        # written by then (a fresh run has none until its first checkpoint).
+        self.learners = LearnerGroup(cfg, self.spaces, self.replay, str(self.logdir / CHECKPOINT / "learner.pt"))
+        self.learner_pids: dict[int, int] = {}
         self.evaluator = remote_evaluator(cfg, self.spaces)
         self.runners: dict[int, Any] = {}
         self.runner_pids: dict[int, int] = {}
@@ -227,7 +229,7 @@ class Orchestrator:
             for shard in self.shards:
                 shard.checkpoint.remote()
         self._checkpoint_counters = dict(self.counters)
-        return self.learner.save.remote(str(tmp / "learner.pt"))
+        return self.learners.save(str(tmp / "learner.pt"))
 
     def _finish_checkpoint(self, ref) -> Path:
         import ray
@@ -281,7 +283,7 @@ class Orchestrator:
         self.last = {"checkpoint": time.perf_counter(), "eval": time.perf_counter(), "control": 0.0}
         self._read_control()
         self._place_runners(self.pending)
-        self.pending[self.learner.train.remote(cfg.ray.train_seconds)] = ("learner", 0)
+        self.pending[self.learners.train(cfg.ray.train_seconds)] = ("learner", 0)
 
     def advance(self, *, seconds: float = 0.0, env_steps: int = 0, until_env_steps: int | None = None,
                 deadline: float = float("inf")) -> dict[str, Any]:
@@ -324,7 +326,7 @@ class Orchestrator:
                     and not any(k in ("save", "images") for k, _ in pending.values()):
                 self.last["checkpoint"] = now
                 pending[self._start_checkpoint()] = ("save", 0)
-                pending[self.learner.image_summaries.remote(videos=self.cfg.eval.videos)] = ("images", 0)
+                pending[self.learners.image_summaries(self.cfg.eval.videos)] = ("images", 0)
             self.bar.set_postfix(upd=counters["updates"], runners=len(self.runners),
                                  ret=f"{np.mean(list(self.recent)[-20:]):.1f}" if self.recent else "-", refresh=False)
         return {**self.stretch, "env_steps": counters["env_steps"] - first_steps,
@@ -349,6 +351,7 @@ class Orchestrator:
                    "episodes": counters["episodes"], "seconds": time.perf_counter() - self._started,
                    "train_return_recent": float(np.mean(recent)) if recent else None,
                    "runners": len(self.runners), "restarts": counters["restarts"],
+                   "learners": self.learners.size, "learner_restarts": counters["learner_restarts"],
                    "replay_steps": sum(s["replay/steps"] for s in replay),
                    "replay_rejected_chunks": sum(s["replay/rejected_chunks"] for s in replay),
                    "runner_info": {str(k): {**v, "node_id": self.runner_nodes.get(k)} for k, v in self.runner_info.items()},
@@ -380,13 +383,13 @@ class Orchestrator:
         """Write the learner's full state to ``path``; returns the update count it holds."""
         import ray
 
-        return ray.get(self.learner.save.remote(str(path)))
+        return ray.get(self.learners.save(str(path)))
 
     def load_learner(self, path: str | Path) -> int:
         """Load a learner state (after any call in progress); returns its update count."""
         import ray
 
-        updates = ray.get(self.learner.load.remote(str(path)))
+        updates = self.learners.load(str(path))
         self.counters["updates"] = updates
         return updates
 
@@ -398,7 +401,7 @@ class Orchestrator:
         elif kind == "learner":
             self._on_learner(ref)
             if train_again:
-                self.pending[self.learner.train.remote(self.cfg.ray.train_seconds)] = ("learner", 0)
+                self.pending[self.learners.train(self.cfg.ray.train_seconds)] = ("learner", 0)
         elif kind == "eval":
             self._on_eval(ref)
         elif kind == "save":
@@ -479,15 +482,28 @@ class Orchestrator:
             logger.scalars({"train/return": ep["return"], "train/length": ep["length"]}, step)
         self.bar.update(out["env_steps"])
 
+    @property
+    def learner(self):
+        """Rank 0 of the learner group (the only learner when ``ray.learners`` is 1)."""
+        return self.learners.leader
+
     def _on_learner(self, ref) -> None:
         import ray
 
         try:
             out = ray.get(ref)
-        except ray.exceptions.RayActorError as exc:
+        except ray.exceptions.RayError as exc:
             self.stats["learner_failures"] += 1
-            print(f"recore-dist: learner call failed ({type(exc).__name__}); it restarts from its checkpoint")
+            if self.learners.size == 1 and isinstance(exc, ray.exceptions.RayActorError):
+                print(f"recore-dist: learner call failed ({type(exc).__name__}); it restarts from its checkpoint")
+                return
+            self._restart_learners(exc)
             return
+        pid = out.get("pid")
+        if pid is not None:
+            if self.learner_pids.get(0, pid) != pid:  # Ray restarted the learner in place
+                self._note_learner_restart("restarted by Ray from the last checkpoint")
+            self.learner_pids[0] = pid
         self.counters["updates"] = out["total_updates"]
         self.window["updates"] += out["updates"]
         if out["weights"][1]:
@@ -495,6 +511,23 @@ class Orchestrator:
         if out["metrics"]:
             self.stretch["learner_metrics"] = out["metrics"]
             self.logger.scalars(out["metrics"], self.counters["env_steps"])
+
+    def _restart_learners(self, exc: BaseException) -> None:
+        """A rank of the data-parallel group failed: every rank starts again from the checkpoint
+        (pending learner calls of the old group are dropped)."""
+        for ref, (kind, _) in list(self.pending.items()):
+            if kind in ("learner", "images", "save"):
+                self.pending.pop(ref)
+        self.learners.restart()
+        self.learner_pids.clear()
+        self._note_learner_restart(f"group of {self.learners.size} restarted from the last checkpoint "
+                                   f"after {type(exc).__name__}: {_last_line(exc)}")
+
+    def _note_learner_restart(self, how: str) -> None:
+        self.counters["learner_restarts"] += 1
+        print(f"recore-dist: learner {how} (restart {self.counters['learner_restarts']})")
+        self.logger.scalars({"runtime/learner_restarts": float(self.counters["learner_restarts"])},
+                            self.counters["env_steps"])
 
     def _on_eval(self, ref) -> None:
         import ray
@@ -532,6 +565,7 @@ class Orchestrator:
             "perf/samples_per_second": window["updates"] * self.cfg.learner.batch_size / elapsed,
             "runtime/runners": float(len(self.runners)),
             "runtime/restarts": float(self.counters["restarts"]),
+            "runtime/learner_restarts": float(self.counters["learner_restarts"]),
             "runtime/weight_staleness": window["staleness_sum"] / max(window["staleness_n"], 1),
             "runtime/rate_limited_inserts": window["rate_limited"],
             "runtime/push_wait_seconds": window["push_wait_s"],
@@ -549,13 +583,20 @@ class Orchestrator:
     def close(self) -> None:
         import ray
 
-        for actor in [*self.runners.values(), self.learner, self.evaluator, *self.shards]:
+        self.learners.kill()
+        for actor in [*self.runners.values(), self.evaluator, *self.shards]:
             try:
                 ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
                 pass
         if self.started_ray:
             ray.shutdown()
+
+
+def _last_line(exc: BaseException) -> str:
+    """The innermost message of a (Ray-wrapped) error, for a one-line log."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else type(exc).__name__
 
 
 def _probe_spaces(cfg: TrainConfig):
