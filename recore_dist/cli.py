@@ -2,7 +2,7 @@
 
     recore-dist train --config configs/quickstart.yaml [--set key=value ...] [--runner ray|local] [--address auto]
     recore-dist scale --logdir runs/quickstart --runners 4
-    recore-dist bench envs | learner | learn | actors | replay | scaling | compare | objectives [--json]
+    recore-dist bench envs | learner | learners | learn | actors | replay | scaling | compare | objectives [--json]
     recore-dist evaluate --logdir runs/quickstart [--split both] [--episodes 10] [--video agent.gif] [--json]
     recore-dist export --logdir runs/quickstart --out policy.pt2
     recore-dist plot runs/bench_nav/RUN_A runs/bench_nav/RUN_B --out docs/plots/nav
@@ -127,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     scaling.add_argument("--repeats", type=int, default=3)
     scaling.add_argument("--nodes", type=int, choices=(1, 2), default=2,
                          help="2: also measure on a 2-node cluster started on this machine")
+    learners = bench_sub.add_parser("learners", help="updates/s and replayed steps/s with 1 and 2 data-parallel learners")
+    learners.add_argument("--json", action="store_true", help="print one JSON object")
+    learners.add_argument("--config", default="configs/quickstart.yaml", help="env, model and batch preset")
+    learners.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    learners.add_argument("--learners", default="1,2", help="comma-separated learner counts (the first is the baseline)")
+    learners.add_argument("--seconds", type=float, default=30.0, help="measured train() seconds per run")
+    learners.add_argument("--repeats", type=int, default=2)
     compare = bench_sub.add_parser("compare", help="every objective for the same budget; train vs held-out returns")
     compare.add_argument("--json", action="store_true", help="print one JSON object")
     compare.add_argument("--config", default="configs/bench_compare.yaml", help="task and shared settings")
@@ -284,6 +291,14 @@ def _bench(args: argparse.Namespace) -> int:
         from recore_dist.bench.replay import format_table, run_bench
 
         result = run_bench(producers=args.producers, calls=args.calls, chunks_per_call=args.chunks_per_call,
+                           repeats=args.repeats)
+        print(json.dumps(result) if args.json else format_table(result))
+        return 0
+    if args.bench == "learners":
+        from recore_dist.bench.learners import format_table, run_bench
+
+        result = run_bench(config_path=args.config, overrides=args.overrides,
+                           learners=tuple(int(n) for n in args.learners.split(",")), seconds=args.seconds,
                            repeats=args.repeats)
         print(json.dumps(result) if args.json else format_table(result))
         return 0

@@ -51,6 +51,7 @@ class SequenceChunker:
         runner_id: int = 0,
         overlap: int = 0,
         debug: bool = False,
+        seq_start: int = 0,
     ) -> None:
         """Create a chunker.
 
@@ -60,6 +61,9 @@ class SequenceChunker:
             env_name: Environment id stamped on every chunk.
             runner_id: Runner id stamped on every chunk (>= 0).
             overlap: Rows carried over from one chunk to the next, in [0, T).
+            seq_start: ``seq`` of each env's first chunk. A runner that restarts starts above
+                its previous incarnation's (``EnvRunner``: the start time in microseconds), so
+                the replay service can refuse duplicate sequence numbers.
             debug: Poison fresh buffers.
         """
         if not isinstance(num_envs, int) or num_envs < 1:
@@ -78,7 +82,9 @@ class SequenceChunker:
         self._buffers: dict[str, np.ndarray] = {}
         self._versions = np.zeros(length, np.int64)
         self._pos = 0
-        self._seq = [0] * num_envs
+        if not isinstance(seq_start, int) or seq_start < 0:
+            raise ValueError(f"seq_start must be an int >= 0, got {seq_start!r}")
+        self._seq = [seq_start] * num_envs
 
     @property
     def pending_rows(self) -> int:

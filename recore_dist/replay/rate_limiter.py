@@ -104,6 +104,12 @@ class RateLimiter:
             self.inserted -= steps
             self._cond.notify_all()
 
+    def record_insert(self, steps: int) -> None:
+        """Count ``steps`` inserted without waiting (a restore replaying its log)."""
+        with self._cond:
+            self.inserted += steps
+            self._cond.notify_all()
+
     def release_sample(self, steps: int) -> None:
         """Undo an ``acquire_sample`` that returned no data."""
         with self._cond:

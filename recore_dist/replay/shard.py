@@ -12,10 +12,19 @@ store; decoding, encoding and disk writes happen outside it. A checkpoint holds
 the lock only to snapshot the bookkeeping and then for one piece of rows at a time (see
 ``SaveJob``), so inserts and samples go on while it is written.
 
-What a SIGKILL loses: everything inserted after the start of the last *completed* checkpoint
-(inserts whose calls were still in flight are retried by Ray into the restarted shard). With
-``checkpoint_every_s = c`` and an insert rate ``r`` steps/s that is at most about ``r * (c + w)``
-steps, ``w`` being the time a checkpoint takes to write.
+What a SIGKILL loses: nothing it acknowledged, with the write-ahead log (``log``, on in the Ray
+runtime; ``replay/log.py``). An insert is appended to the log (its msgpack bytes as they came)
+before it is stored and acknowledged; a restore loads the last completed checkpoint and replays
+the log segments written after it began (a checkpoint rotates the log when it snapshots, and
+deletes the segments it covers once complete). A torn last record (killed mid-append: never
+acknowledged) is dropped and counted. Calls in flight at the crash are retried by Ray into the
+restarted shard. Without the log, a SIGKILL loses what was inserted after the start of the last
+completed checkpoint: about ``r * (c + w)`` steps at ``r`` steps/s, ``checkpoint_every_s = c``
+and a write time ``w``.
+
+Log and store stay in the same order: an insert holds the log lock across its append and its
+store update (lock order: log lock, then the store lock), so a replay re-applies the same
+sequence, with the same evictions and the same store-level refusals.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import os
 import shutil
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +44,19 @@ import ray
 
 from recore_dist.data.batch import encode_batch
 from recore_dist.data.chunk import ChunkFormatError, decode_chunks
+from recore_dist.replay.log import FsyncPolicy, ReplayLog, replay
 from recore_dist.replay.rate_limiter import RateLimited, RateLimiter
 from recore_dist.replay.store import ReplayFormatError, ReplayStore
 
 LATEST = "LATEST"
+RECENT_SEQS = 64
+"""Sequence numbers remembered per stream for duplicate detection (>> chunks a producer has in flight)."""
+
+
+def _fingerprint(chunk) -> int:
+    """CRC-32 of a chunk's action and reward bytes and its length: tells a retried chunk from
+    another chunk that reuses its sequence number."""
+    return zlib.crc32(chunk.reward.tobytes(), zlib.crc32(chunk.action.tobytes(), chunk.length))
 
 
 @dataclasses.dataclass
@@ -74,6 +93,14 @@ class ShardConfig:
     """Completed checkpoints kept on disk."""
     seed: int = 0
     """Sampling seed."""
+    log: bool = False
+    """Write-ahead log of acknowledged inserts under ``checkpoint_dir`` (needs it): a SIGKILLed
+    shard restores all of them. The Ray runtime turns it on (``ray.replay_log``)."""
+    log_fsync: FsyncPolicy = "interval"
+    """``every`` / ``interval`` / ``none``: when appends reach the disk (``replay/log.py``; a
+    killed process loses nothing under any of them, a machine crash up to one interval)."""
+    log_interval_s: float = 1.0
+    """Period of the ``interval`` policy."""
 
     def limiter(self) -> RateLimiter:
         max_sample = self.max_sample * self.length
@@ -95,11 +122,22 @@ class ReplayShard:
                                  max_bytes=cfg.max_bytes)
         self._lock = threading.Lock()
         self._ckpt_lock = threading.Lock()
-        self.counts = {"rejected_payloads": 0, "rejected_chunks": 0, "restores": 0, "checkpoints": 0}
+        self._log_lock = threading.Lock()
+        self.recent_seqs: dict[tuple[int, int], dict[int, int]] = {}  # stream -> {seq: fingerprint}
+        self.counts = {"rejected_payloads": 0, "rejected_chunks": 0, "restores": 0, "checkpoints": 0,
+                       "duplicate_retries": 0,
+                       "log_replayed_chunks": 0, "log_replay_refused": 0, "log_torn_records": 0,
+                       "log_dropped_bytes": 0}
         self.last_checkpoint: dict[str, Any] = {}
-        self.by_runner: dict[int, int] = {}  # chunks stored per runner id (since the last restore)
+        self.by_runner: dict[int, int] = {}  # chunks stored per runner id (kept by checkpoints and the log)
         self.folder = Path(cfg.checkpoint_dir) / f"shard-{shard_id}" if cfg.checkpoint_dir else None
+        if cfg.log and self.folder is None:
+            raise ValueError(f"shard {shard_id}: log=True needs a checkpoint_dir (the log lives beside the checkpoints)")
+        self._pending_steps = 0  # acquired from the limiter, not yet logged + stored
+        self.log: ReplayLog | None = None
         self.restored = self._restore()
+        if cfg.log:
+            self.log = ReplayLog(self.folder / "log", fsync=cfg.log_fsync, interval_s=cfg.log_interval_s)
         self._stop = threading.Event()
         if cfg.checkpoint_every_s > 0 and self.folder is not None:
             threading.Thread(target=self._timer, daemon=True, name=f"shard{shard_id}-ckpt").start()
@@ -124,20 +162,61 @@ class ReplayShard:
         if not self.limiter.acquire_insert(steps, self.cfg.timeout if timeout is None else timeout):
             raise RateLimited(f"shard {self.shard_id}: insert of {steps} steps waited "
                               f"{self.cfg.timeout if timeout is None else timeout:g}s: {self.limiter.describe()}")
-        errors = []
         with self._lock:
-            for index, chunk in enumerate(chunks):
-                try:
-                    self.store.add(chunk)
-                    self.by_runner[chunk.runner_id] = self.by_runner.get(chunk.runner_id, 0) + 1
-                except ReplayFormatError as exc:
-                    errors.append(f"chunks[{index}]: {exc}")
-                    self.limiter.release_insert(chunk.length)
+            self._pending_steps += steps  # counted by the limiter, not yet in the log: see checkpoint()
+        try:
+            with self._log_lock:
+                if self.log is not None:
+                    self.log.append(_as_bytes_like(payload))
+                with self._lock:
+                    self._pending_steps -= steps
+                    errors = self._store(chunks, release=True)
+        except OSError:  # the append failed (disk full, ...): nothing logged or stored, not acknowledged
+            with self._lock:
+                self._pending_steps -= steps
+            self.limiter.release_insert(steps)
+            raise
         if errors:
             self.counts["rejected_chunks"] += len(errors)
             raise ChunkFormatError(f"shard {self.shard_id}: {len(errors)} of {len(chunks)} chunks refused, "
-                                   f"{len(chunks) - len(errors)} stored; first: {errors[0]}")
+                                   f"{len(chunks) - len(errors)} stored; first: {next(iter(errors.values()))}")
         return {"chunks": len(chunks), "steps": steps}
+
+    def _store(self, chunks, *, release: bool) -> dict[int, str]:
+        """Add decoded chunks to the store (lock held); returns the refusals by index.
+
+        Sequence numbers: a chunk whose ``(runner_id, env_index, seq)`` is among its stream's
+        last ``RECENT_SEQS`` stored chunks is not stored again. With the same content (a call
+        retried after a shard crash: at-least-once delivery) it is acknowledged as already held
+        (``duplicate_retries``); with other content, or older than that window, it is refused.
+        Chunks of one stream may arrive out of order (concurrent calls): that is not a duplicate.
+        """
+        errors = {}
+        for index, chunk in enumerate(chunks):
+            key, print_ = (chunk.runner_id, chunk.env_index), _fingerprint(chunk)
+            recent = self.recent_seqs.setdefault(key, {})
+            if chunk.seq in recent or (len(recent) >= RECENT_SEQS and chunk.seq < min(recent)):
+                if recent.get(chunk.seq) == print_:
+                    self.counts["duplicate_retries"] += 1
+                    if release:
+                        self.limiter.release_insert(chunk.length)
+                    continue
+                errors[index] = (f"chunks[{index}]: duplicate sequence number {chunk.seq} of stream (runner "
+                                 f"{chunk.runner_id}, env {chunk.env_index}) with other content, or older than "
+                                 f"its last {RECENT_SEQS} chunks; a restarted producer must start at a higher seq")
+            else:
+                try:
+                    self.store.add(chunk)
+                    self.by_runner[chunk.runner_id] = self.by_runner.get(chunk.runner_id, 0) + 1
+                    recent[chunk.seq] = print_
+                    if len(recent) > RECENT_SEQS:
+                        del recent[min(recent)]
+                    continue
+                except ReplayFormatError as exc:
+                    errors[index] = f"chunks[{index}]: {exc}"
+            if release:
+                self.limiter.release_insert(chunk.length)
+        return errors
 
     @ray.method(concurrency_group="sample")
     def sample(self, batch_size: int, timeout: float | None = None) -> bytes:
@@ -176,7 +255,8 @@ class ReplayShard:
         return out
 
     def runner_counts(self) -> dict[int, int]:
-        """Chunks stored per runner id since this process started (or restored)."""
+        """Chunks stored per runner id over the shard's life (evicted ones included; checkpoints and
+        the log carry it across restarts): what each producer's acknowledgements should add up to."""
         with self._lock:
             return dict(self.by_runner)
 
@@ -202,10 +282,14 @@ class ReplayShard:
             target = self.folder / f"ckpt-{number:09d}"
             shutil.rmtree(target, ignore_errors=True)  # a partial write from a killed process
             holds = []
-            with self._lock:
+            with self._log_lock, self._lock:  # no insert between the snapshot and the log rotation
                 t = time.perf_counter()
                 job = self.store.begin_save(target)
                 limiter, counts = self.limiter.state_dict(), dict(self.counts)
+                streams = [[r, e, sorted(seqs.items())] for (r, e), seqs in self.recent_seqs.items()]
+                by_runner = sorted(self.by_runner.items())
+                limiter["inserted"] -= self._pending_steps  # acquired, not logged yet: the log replays them
+                log_from = self.log.rotate() if self.log is not None else None
                 holds.append(time.perf_counter() - t)
             more = True
             while more:
@@ -214,10 +298,13 @@ class ReplayShard:
                     more = job.copy_piece(self.store)
                     holds.append(time.perf_counter() - t)
             job.finish()
-            (target / "shard.json").write_text(json.dumps({"limiter": limiter, "counts": counts}))
+            (target / "shard.json").write_text(json.dumps({"limiter": limiter, "counts": counts, "log_from": log_from,
+                                                           "recent_seqs": streams, "by_runner": by_runner}))
             pointer = self.folder / f"{LATEST}.tmp"
             pointer.write_text(target.name)
             os.replace(pointer, self.folder / LATEST)
+            if self.log is not None:
+                self.log.delete_before(log_from)
             self.counts["checkpoints"] += 1
             every = sorted(self.folder.glob("ckpt-*"))
             complete = [d for d in every if (d / "shard.json").is_file()][-self.cfg.keep_checkpoints:]
@@ -230,15 +317,40 @@ class ReplayShard:
             return dict(self.last_checkpoint)
 
     def _restore(self) -> bool:
-        if self.folder is None or not (self.folder / LATEST).is_file():
+        """Last completed checkpoint (if any), then the log written after it (if ``log``)."""
+        if self.folder is None:
             return False
-        target = self.folder / (self.folder / LATEST).read_text().strip()
-        self.store = ReplayStore.load(target)
-        state = json.loads((target / "shard.json").read_text())
-        self.limiter.load_state_dict(state["limiter"])
-        self.counts.update({k: int(v) for k, v in state["counts"].items() if k in self.counts})
-        self.counts["restores"] += 1
-        return True
+        log_from, restored = 0, False
+        if (self.folder / LATEST).is_file():
+            target = self.folder / (self.folder / LATEST).read_text().strip()
+            self.store = ReplayStore.load(target)
+            state = json.loads((target / "shard.json").read_text())
+            self.limiter.load_state_dict(state["limiter"])
+            self.counts.update({k: int(v) for k, v in state["counts"].items() if k in self.counts})
+            self.recent_seqs = {(int(r), int(e)): {int(q): int(f) for q, f in seqs}
+                                for r, e, seqs in state.get("recent_seqs", [])}
+            self.by_runner = {int(r): int(n) for r, n in state.get("by_runner", [])}
+            log_from, restored = state.get("log_from") or 0, True
+        if self.cfg.log:
+            restored = self._replay_log(log_from) or restored
+        if restored:
+            self.counts["restores"] += 1
+        return restored
+
+    def _replay_log(self, log_from: int) -> bool:
+        """Re-apply the logged inserts of segments ``>= log_from``; True if there were any."""
+        found = False
+        for _, read in replay(self.folder / "log", from_segment=log_from):
+            self.counts["log_torn_records"] += read.torn
+            self.counts["log_dropped_bytes"] += read.dropped_bytes
+            for payload in read.payloads:
+                found = True
+                chunks = decode_chunks(payload, expected_length=self.cfg.chunk_length)  # was valid when logged
+                errors = self._store(chunks, release=False)
+                self.limiter.record_insert(sum(c.length for i, c in enumerate(chunks) if i not in errors))
+                self.counts["log_replayed_chunks"] += len(chunks) - len(errors)
+                self.counts["log_replay_refused"] += len(errors)
+        return found
 
     def _timer(self) -> None:
         while not self._stop.wait(self.cfg.checkpoint_every_s):
@@ -249,6 +361,9 @@ class ReplayShard:
 
     def close(self) -> None:
         self._stop.set()
+        if self.log is not None:
+            with self._log_lock:
+                self.log.close()
 
 
 def remote_shard(cfg: ShardConfig, shard_id: int, *, inserts: int = 16, samples: int = 4, **options: Any):

@@ -142,7 +142,18 @@ class RayConfig:
     checkpoint_every_s: float = 120.0
     """Checkpoint learner, replay shards and counters every this many seconds (0: at the end only)."""
     shard_checkpoint_every_s: float = 60.0
-    """Each replay shard also checkpoints itself on this timer (bounds what a shard crash loses)."""
+    """Each replay shard also checkpoints itself on this timer (bounds the log a restore replays;
+    without ``replay_log``, what a shard crash loses)."""
+    replay_log: bool = True
+    """Write-ahead log per replay shard (``replay/log.py``): an insert is acknowledged only after
+    it is appended, so a SIGKILLed shard restores every acknowledged chunk (checkpoint + log).
+    Off: a crash loses the inserts since the last shard checkpoint (Reverb's behaviour)."""
+    replay_log_fsync: Literal["every", "interval", "none"] = "interval"
+    """When log appends reach the disk: ``every`` append, every ``replay_log_interval_s``, or
+    when the OS writes back (``none``). A killed process loses nothing under any; they differ
+    on a machine crash. Default ``interval``: its cost in ``bench replay --log`` (docs/BENCHMARKS.md)."""
+    replay_log_interval_s: float = 1.0
+    """Period of the ``interval`` fsync policy (at most this much of acknowledged inserts is lost to a power cut)."""
     eval_every_s: float = 60.0
     """Run the evaluator on the latest weights every this many seconds (0: at the end only)."""
     max_restarts: int = -1
@@ -160,7 +171,8 @@ class RayConfig:
             if getattr(self, key) < (0 if key == "runners" else 1):
                 raise ValueError(f"ray.{key}={getattr(self, key)} out of range")
         for key in ("runner_cpus", "learner_cpus", "train_seconds", "insert_timeout", "checkpoint_every_s",
-                    "shard_checkpoint_every_s", "eval_every_s", "control_every_s", "wait_for_resources_s"):
+                    "shard_checkpoint_every_s", "eval_every_s", "control_every_s", "wait_for_resources_s",
+                    "replay_log_interval_s"):
             if getattr(self, key) < 0:
                 raise ValueError(f"ray.{key}={getattr(self, key)} must be >= 0")
 

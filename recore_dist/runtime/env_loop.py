@@ -48,10 +48,10 @@ class EnvLoop:
     """
 
     def __init__(self, envs: VectorEnv, policy: ActingPolicy | None = None, *, chunk_length: int = 64,
-                 env_name: str = "env", runner_id: int = 0, seed: int = 0):
+                 env_name: str = "env", runner_id: int = 0, seed: int = 0, seq_start: int = 0):
         self.envs, self.policy = envs, policy
-        self.chunker = (SequenceChunker(envs.num_envs, chunk_length, env_name=env_name, runner_id=runner_id)
-                        if chunk_length else None)
+        self.chunker = (SequenceChunker(envs.num_envs, chunk_length, env_name=env_name, runner_id=runner_id,
+                                        seq_start=seq_start) if chunk_length else None)
         self.rng = np.random.default_rng(seed)
         self.action_shape = (envs.num_envs, *envs.single_action_space.shape)
         self.steps = 0

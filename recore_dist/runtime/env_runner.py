@@ -56,7 +56,8 @@ class EnvRunner:
         self.policy = Policy(cfg.learner.model, cfg.learner.behavior, self.spaces, num_envs=rt.envs_per_runner,
                              modalities=encoder_modalities(cfg.learner.objective))
         self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
-                            runner_id=runner_id, seed=seed)
+                            runner_id=runner_id, seed=seed,
+                            seq_start=time.time_ns() // 1000)  # above any earlier incarnation's seqs
         self.encoder = ChunkEncoder()
         self.in_flight: collections.deque = collections.deque()  # (call ref, payload ref, chunks)
         self.pending_weights: tuple[int, Any] | None = None
