@@ -2,7 +2,7 @@
 
     recore-dist train --config configs/quickstart.yaml [--set key=value ...] [--runner ray|local] [--address auto]
     recore-dist scale --logdir runs/quickstart --runners 4
-    recore-dist bench envs | learner | learners | learn | actors | replay | scaling | compare | objectives [--json]
+    recore-dist bench envs | learner | learners | learn | actors | replay | scaling | chaos | compare | objectives [--json]
     recore-dist evaluate --logdir runs/quickstart [--split both] [--episodes 10] [--video agent.gif] [--json]
     recore-dist export --logdir runs/quickstart --out policy.pt2
     recore-dist plot runs/bench_nav/RUN_A runs/bench_nav/RUN_B --out docs/plots/nav
@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--calls", type=int, default=40, help="insert calls per producer")
     replay.add_argument("--chunks-per-call", type=int, default=4)
     replay.add_argument("--repeats", type=int, default=3)
+    replay.add_argument("--log", action="store_true",
+                        help="instead: the write-ahead log's cost, inserts/s and MB/s with each fsync policy vs no log")
+    replay.add_argument("--log-dir", default=None, help="with --log: where the shard's folder goes (default runs/)")
 
     scaling = bench_sub.add_parser("scaling", help="env frames/s with 1 and 2 env runners (1 and 2 Ray nodes)")
     scaling.add_argument("--json", action="store_true", help="print one JSON object")
@@ -134,6 +137,17 @@ def _parser() -> argparse.ArgumentParser:
     learners.add_argument("--learners", default="1,2", help="comma-separated learner counts (the first is the baseline)")
     learners.add_argument("--seconds", type=float, default=30.0, help="measured train() seconds per run")
     learners.add_argument("--repeats", type=int, default=2)
+    chaos = bench_sub.add_parser("chaos", help="a run under SIGKILLed actors and malformed inserts; every count reconciled")
+    chaos.add_argument("--json", action="store_true", help="print one JSON object")
+    chaos.add_argument("--config", default="configs/quickstart.yaml", help="the job's preset")
+    chaos.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    chaos.add_argument("--minutes", type=float, default=10.0, help="wall-clock length of each run")
+    chaos.add_argument("--seed", type=int, default=0, help="seeds the faults, the victims and the hostile client")
+    chaos.add_argument("--address", default=None, help="a running Ray cluster (default: an embedded local Ray)")
+    chaos.add_argument("--every", default="20,40", help="seconds between kills: LOW,HIGH (uniform)")
+    chaos.add_argument("--hostile-hz", type=float, default=2.0, help="malformed inserts per second")
+    chaos.add_argument("--no-baseline", action="store_true", help="skip the two fault-free runs (return check)")
+    chaos.add_argument("--logdir", default="runs/bench_chaos")
     compare = bench_sub.add_parser("compare", help="every objective for the same budget; train vs held-out returns")
     compare.add_argument("--json", action="store_true", help="print one JSON object")
     compare.add_argument("--config", default="configs/bench_compare.yaml", help="task and shared settings")
@@ -287,6 +301,13 @@ def _bench(args: argparse.Namespace) -> int:
                            steps=args.steps, repeats=args.repeats)
         print(json.dumps(result) if args.json else format_table(result))
         return 0
+    if args.bench == "replay" and args.log:
+        from recore_dist.bench.replay import format_log_table, run_log_bench
+
+        result = run_log_bench(calls=max(args.calls, 200), chunks_per_call=args.chunks_per_call,
+                               repeats=args.repeats, directory=args.log_dir)
+        print(json.dumps(result) if args.json else format_log_table(result))
+        return 0
     if args.bench == "replay":
         from recore_dist.bench.replay import format_table, run_bench
 
@@ -302,6 +323,15 @@ def _bench(args: argparse.Namespace) -> int:
                            repeats=args.repeats)
         print(json.dumps(result) if args.json else format_table(result))
         return 0
+    if args.bench == "chaos":
+        from recore_dist.bench.chaos import format_table, run_bench
+
+        low, high = (float(x) for x in args.every.split(","))
+        result = run_bench(config_path=args.config, overrides=args.overrides, minutes=args.minutes, seed=args.seed,
+                           address=args.address, every=(low, high), hostile_hz=args.hostile_hz,
+                           baseline=not args.no_baseline, logdir=args.logdir)
+        print(json.dumps(result, default=str) if args.json else format_table(result))
+        return 0 if result["checks"]["passed"] else 1
     if args.bench == "scaling":
         from recore_dist.bench.scaling import format_table, run_bench
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,3 +160,63 @@ def format_table(r: dict[str, Any]) -> str:
         f"{'raw Ray actor calls, same payloads (baseline)':<52}{r['raw_mb_per_second']:>10.1f}",
         f"{'replay service (decode, validate, store, sample, encode)':<52}{r['service_mb_per_second']:>10.1f}",
         f"ratio {r['ratio']:.2f} (target >= 0.7: {'met' if r['target_met'] else 'NOT met'})"])
+
+
+LOG_POLICIES = ("off", "none", "interval", "every")
+
+
+def run_log_bench(*, calls: int = 200, chunks_per_call: int = 4, repeats: int = 3, directory: str | None = None,
+                  interval_s: float = 1.0) -> dict[str, Any]:
+    """``bench replay --log``: the write-ahead log's cost. One ``ReplayShard`` in this process
+    (decode, validate, log append, store: the actor's insert path without Ray's transport) takes
+    ``calls`` inserts of ``chunks_per_call`` real 64x64 msgpack chunks, with the log off and with
+    each fsync policy; policies interleave per repeat (medians). The shard's folder is on
+    ``directory`` (default: a temporary folder under ``runs/``, the disk a run's logdir uses)."""
+    import shutil
+    import tempfile
+
+    from recore_dist.data import encode_chunks
+    from recore_dist.replay.shard import ReplayShard, ShardConfig
+
+    Path("runs").mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="bench-replay-log-", dir=directory or "runs"))
+    payloads = [encode_chunks(synthetic_chunks(chunks_per_call, runner=0, seq0=k * chunks_per_call))
+                for k in range(calls)]
+    mb = sum(len(p) for p in payloads) / 1e6
+    rows: dict[str, list[dict[str, float]]] = {p: [] for p in LOG_POLICIES}
+    try:
+        for rep in range(repeats):
+            for policy in LOG_POLICIES:
+                folder = root / f"{policy}-{rep}"
+                shard = ReplayShard(ShardConfig(
+                    capacity=calls * chunks_per_call * 64 + 64, length=64, chunk_length=64, ratio=float("inf"),
+                    min_size=0, max_sample=16, max_insert_chunks=chunks_per_call, checkpoint_dir=str(folder),
+                    log=policy != "off", log_fsync="none" if policy == "off" else policy, log_interval_s=interval_s))
+                start = time.perf_counter()
+                for payload in payloads:
+                    shard.insert(payload)
+                seconds = time.perf_counter() - start
+                fsyncs = shard.log.appended["fsyncs"] if shard.log is not None else 0
+                shard.close()
+                rows[policy].append({"inserts_per_second": calls / seconds, "mb_per_second": mb / seconds,
+                                     "fsyncs": fsyncs})
+                shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    med = {p: {k: statistics.median(r[k] for r in rows[p]) for k in rows[p][0]} for p in LOG_POLICIES}
+    for p in LOG_POLICIES:
+        med[p]["vs_off"] = med[p]["mb_per_second"] / med["off"]["mb_per_second"]
+    return {"calls": calls, "chunks_per_call": chunks_per_call, "payload_mb": mb / calls, "repeats": repeats,
+            "interval_s": interval_s, "directory": directory or "runs/", "policies": med}
+
+
+def format_log_table(r: dict[str, Any]) -> str:
+    lines = [f"replay shard inserts ({r['calls']} calls of {r['chunks_per_call']} chunks, {r['payload_mb']:.2f} MB "
+             f"each), write-ahead log off vs each fsync policy; {r['repeats']} interleaved repeats (medians), "
+             f"folder on {r['directory']}",
+             f"{'log':<22}{'inserts/s':>10}{'MB/s':>9}{'vs off':>8}{'fsyncs':>8}"]
+    for policy, row in r["policies"].items():
+        name = {"off": "off (baseline)", "interval": f"interval ({r['interval_s']:g} s)"}.get(policy, policy)
+        lines.append(f"{name:<22}{row['inserts_per_second']:>10.1f}{row['mb_per_second']:>9.1f}"
+                     f"{row['vs_off']:>7.2f}x{row['fsyncs']:>8.0f}")
+    return "\n".join(lines)

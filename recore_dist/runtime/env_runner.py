@@ -141,10 +141,14 @@ class EnvRunner:
             self.in_flight.appendleft((self.replay.insert(self.runner_id, payload), payload, count))
         self.totals["push_wait_s"] += time.perf_counter() - start
 
-    def flush(self) -> None:
-        """Wait for every outstanding insert."""
+    def flush(self) -> dict[str, float]:
+        """Wait for every outstanding insert; returns the chunks acknowledged and refused meanwhile
+        (the acknowledgements no ``collect`` result reported)."""
+        before = (self.totals["chunks_acked"], self.totals["chunks_refused"])
         while self.in_flight:
             self._settle_oldest()
+        return {"chunks_acked": float(self.totals["chunks_acked"] - before[0]),
+                "chunks_refused": float(self.totals["chunks_refused"] - before[1])}
 
     # ------------------------------------------------------------------------------ main call
     def collect(self, steps: int, *, weights: tuple[int, list] | None = None, random: bool = False,

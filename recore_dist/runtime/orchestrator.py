@@ -109,6 +109,7 @@ class Orchestrator:
             max_sample=lc.batch_size, max_insert_chunks=rt.envs_per_runner, timeout=rt.insert_timeout,
             checkpoint_dir=str(self.logdir / "replay"), checkpoint_every_s=rt.shard_checkpoint_every_s,
             seed=cfg.seed, log=rt.replay_log, log_fsync=rt.replay_log_fsync, log_interval_s=rt.replay_log_interval_s)
+        self.shard_cfg = shard_cfg
         self.shards = [remote_shard(shard_cfg, i) for i in range(rt.shards)]
         self.replay = ReplayClient(self.shards, seed=cfg.seed)
         # Always the run's checkpoint path: a learner restarted after a crash loads the newest one
