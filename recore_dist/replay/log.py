@@ -18,7 +18,7 @@ Durability (``fsync``):
 - ``none``: the OS writes back when it likes.
 
 Every policy survives the shard *process* being killed (SIGKILL, OOM): each append is one
-``os.write`` to the file, so the bytes are in the kernel's page cache before the acknowledgement.
+``writev`` to the file, so the bytes are in the kernel's page cache before the acknowledgement.
 The policies differ only on a machine crash. Their cost: ``recore-dist bench replay --log``.
 
 Reading (``read_segment``): a record whose header or payload is cut short, or whose checksum does
@@ -172,6 +172,14 @@ class ReplayLog:
             written = os.write(self._fd, view)
             view = view[written:]
 
+    def _writev(self, head: bytes, view: memoryview) -> None:
+        """Header and payload in one ``writev`` (no copy of the payload), finishing short writes."""
+        written = os.writev(self._fd, [head, view])
+        total = len(head) + view.nbytes
+        if written < total:  # rare (signals, full pipes): write the rest plainly
+            rest = memoryview(head + view.tobytes())[written:]
+            self._write(rest)
+
     def _sync(self) -> None:
         if self.fsync != "none":
             os.fsync(self._fd)
@@ -179,18 +187,18 @@ class ReplayLog:
         self._last_sync = time.monotonic()
 
     def append(self, payload: bytes | memoryview) -> int:
-        """Append one record (one ``os.write`` of header + payload); returns its size in bytes.
+        """Append one record (one ``writev`` of header + payload); returns its size in bytes.
         Returns after the bytes are in the OS (and on disk, for ``every``)."""
         view = memoryview(payload).cast("B")
-        record = _RECORD.pack(view.nbytes, zlib.crc32(view)) + view.tobytes()
+        head = _RECORD.pack(view.nbytes, zlib.crc32(view))
         with self._lock:
-            self._write(record)
+            self._writev(head, view)
             if self.fsync == "every" or (self.fsync == "interval"
                                          and time.monotonic() - self._last_sync >= self.interval_s):
                 self._sync()
         self.appended["records"] += 1
-        self.appended["bytes"] += len(record)
-        return len(record)
+        self.appended["bytes"] += len(head) + view.nbytes
+        return len(head) + view.nbytes
 
     def rotate(self) -> int:
         """Close the current segment (synced) and start the next; returns the new number. A
