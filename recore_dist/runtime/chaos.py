@@ -32,6 +32,7 @@ from recore_dist.data.chunk import ChunkFormatError, SequenceChunk, encode_chunk
 
 MALFORMED_KINDS = ("random_bytes", "truncated", "oversized", "wrong_dtype", "wrong_shape", "nan", "inf",
                    "wrong_schema", "duplicate_seq")
+RATE_LIMIT_RETRIES = 10
 HOSTILE_RUNNER_ID = 1_000_000
 """Runner ids of the hostile client's own streams (far above any real runner's)."""
 
@@ -195,8 +196,16 @@ class HostileClient(threading.Thread):
         self._send(kind, index, payload)
 
     def _send(self, kind: str, index: int, payload: bytes) -> None:
+        from recore_dist.replay.rate_limiter import RateLimited
+
         try:
-            self.insert(index, payload)
+            for attempt in range(RATE_LIMIT_RETRIES):
+                try:
+                    self.insert(index, payload)
+                    break
+                except RateLimited:  # back-pressure, not an answer: send it again, as runners do
+                    if attempt == RATE_LIMIT_RETRIES - 1 or self._halt.is_set():
+                        raise
         except ChunkFormatError as exc:
             if kind == "valid":
                 self.valid_refused += 1

@@ -409,6 +409,8 @@ class Orchestrator:
             self._finish_checkpoint(ref)
         elif kind == "images":
             self._on_images(ref)
+        elif kind == "flush":
+            self._on_flush(ref, ident)
 
     def _drain(self) -> None:
         """Let the runners' last ``collect`` calls finish and log them. The learner keeps training
@@ -418,13 +420,20 @@ class Orchestrator:
 
         rt, pending = self.cfg.ray, self.pending
         deadline = time.perf_counter() + 3 * rt.insert_timeout + 10 * rt.train_seconds + 30
-        while any(kind == "runner" for kind, _ in pending.values()) and time.perf_counter() < deadline:
+        flushed = False
+        while time.perf_counter() < deadline:
+            if not any(kind in ("runner", "flush") for kind, _ in pending.values()):
+                if flushed:
+                    break
+                for runner_id, actor in self.runners.items():  # settle the last inserts' acknowledgements
+                    pending[actor.flush.remote()] = ("flush", runner_id)
+                flushed = True
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=rt.control_every_s)
             for ref in ready:
-                busy = any(k == "runner" for k, _ in pending.values())
+                busy = any(k in ("runner", "flush") for k, _ in pending.values())
                 self._handle(ref, train_again=busy)
         for ref, (kind, ident) in pending.items():
-            if kind == "runner":
+            if kind in ("runner", "flush"):
                 print(f"recore-dist: env runner {ident} still busy at shutdown; its last call is dropped")
             elif kind == "learner":
                 self._on_learner(ref)
@@ -487,6 +496,18 @@ class Orchestrator:
     def learner(self):
         """Rank 0 of the learner group (the only learner when ``ray.learners`` is 1)."""
         return self.learners.leader
+
+    def _on_flush(self, ref, runner_id: int) -> None:
+        """A runner's final ``flush``: the acknowledgements its last ``collect`` left unsettled."""
+        import ray
+
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.RayError:
+            return
+        info = self.runner_info.setdefault(runner_id, collections.Counter())
+        info["chunks_acked"] += out.get("chunks_acked", 0.0)
+        info["chunks_refused"] += out.get("chunks_refused", 0.0)
 
     def _on_learner(self, ref) -> None:
         import ray
