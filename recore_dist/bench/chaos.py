@@ -84,8 +84,9 @@ def _one_run(cfg, *, minutes: float, chaos: bool, seed: int, every: tuple[float,
         orch.advance(seconds=max(0.0, started + minutes * 60 - time.perf_counter()), env_steps=0)
         for t in threads:
             t.stop()
-        for t in threads:
-            t.join(timeout=150)
+        give_up = time.perf_counter() + 330  # a rate-limited hostile insert retries up to 10 x insert_timeout
+        while any(t.is_alive() for t in threads) and time.perf_counter() < give_up:
+            orch.advance(seconds=1.0)  # the learner keeps sampling, so rate-limited inserts go through
         chaos_seconds = time.perf_counter() - chaos_start
         summary = orch.finish()  # drains the runners, settling their last acknowledgements (flush)
         flushed: dict[int, float] = {}

@@ -204,7 +204,7 @@ class HostileClient(threading.Thread):
                     self.insert(index, payload)
                     break
                 except RateLimited:  # back-pressure, not an answer: send it again, as runners do
-                    if attempt == RATE_LIMIT_RETRIES - 1 or self._halt.is_set():
+                    if attempt == RATE_LIMIT_RETRIES - 1:
                         raise
         except ChunkFormatError as exc:
             if kind == "valid":
