@@ -309,3 +309,29 @@ def test_two_learners_train_survive_a_sigkilled_rank_and_resume_with_one(ray_clu
     state = json.loads((logdir / "checkpoint" / "state.json").read_text())["counters"]
     assert resumed_at == summary["updates"]  # the 2-learner run's last checkpoint, loaded by 1 learner
     assert second["updates"] >= resumed_at and state["updates"] == second["updates"]
+
+
+def test_sigkill_learner_restarts_from_its_last_checkpoint_with_its_counters(ray_cluster, tmp_path):
+    """One learner killed with SIGKILL: Ray restarts it, it loads the run's newest checkpoint
+    (parameters and update counter), the restart is logged, and training goes on past it."""
+    from recore_dist.runtime.orchestrator import Orchestrator
+
+    logdir = tmp_path / "run"
+    orch = Orchestrator(ray_config(logdir, checkpoint_every_s=3), progress=False)
+    try:
+        thread, out = _run_in_thread(orch, 60)
+        deadline = time.time() + 60
+        while not (orch.learner_pids and (logdir / "checkpoint" / "state.json").is_file()):
+            assert time.time() < deadline, "no learner result and checkpoint within 60 s"
+            time.sleep(0.5)
+        saved = json.loads((logdir / "checkpoint" / "state.json").read_text())["counters"]["updates"]
+        pid = orch.learner_pids[0]
+        os.kill(pid, signal.SIGKILL)
+        thread.join()
+    finally:
+        orch.close()
+    assert "error" not in out, out.get("error")
+    summary = out["summary"]
+    assert summary["learner_restarts"] >= 1 and orch.learner_pids[0] != pid
+    assert summary["updates"] > saved  # restored from the checkpoint's counter, then trained on
+    assert _tags(logdir)["runtime/learner_restarts"][-1].value >= 1

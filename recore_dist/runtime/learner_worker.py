@@ -100,8 +100,6 @@ class LearnerWorker:
         """Join the group (blocks until all ``world`` ranks have joined); rank 0's parameters and
         buffers are copied to every rank, and ranks > 0 reseed their sampling noise. Returns the
         backend (gloo / nccl)."""
-        import torch
-
         from recore_dist import parallel
 
         backend = parallel.init(self.rank, self.world, host, port, device=self.learner.device)

@@ -584,7 +584,7 @@ class Orchestrator:
             "perf/chunks_per_second": window["chunks"] / elapsed,
             "perf/push_megabytes_per_second": window["bytes"] / elapsed / 1e6,
             "perf/updates_per_second": window["updates"] / elapsed,
-            "perf/samples_per_second": window["updates"] * self.cfg.learner.batch_size / elapsed,
+            "perf/samples_per_second": window["updates"] * self.cfg.learner.batch_size * self.learners.size / elapsed,
             "runtime/runners": float(len(self.runners)),
             "runtime/restarts": float(self.counters["restarts"]),
             "runtime/learner_restarts": float(self.counters["learner_restarts"]),
