@@ -114,8 +114,11 @@ def run_bench(*, producers: int = 2, calls: int = 40, chunks_per_call: int = 4, 
     if started:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     try:
+        # One payload per call: the shards refuse re-sent sequence numbers (a resent chunk is
+        # acknowledged as already held, not stored again), so every call carries new chunks.
         payloads = [[encode_chunks(synthetic_chunks(chunks_per_call, runner=r, seq0=k * chunks_per_call))
-                     for k in range(4)] for r in range(producers)]
+                     for k in range(calls)] for r in range(producers)]
+        warm_up = encode_chunks(synthetic_chunks(1, runner=producers))
         insert_mb = calls * sum(len(p) for p in payloads[0]) / len(payloads[0]) / 1e6  # per producer
         example = synthetic_chunks(1)[0]
         sample_bytes = len(encode_batch({k: np.repeat(v[None], batch_size, 0) for k, v in
@@ -132,7 +135,7 @@ def run_bench(*, producers: int = 2, calls: int = 40, chunks_per_call: int = 4, 
             ray.kill(sink)
             shard = remote_shard(ShardConfig(capacity=200_000, length=length, chunk_length=64, ratio=float("inf"),
                                              min_size=0, max_sample=batch_size, max_insert_chunks=chunks_per_call), 0)
-            ray.get(shard.insert.remote(payloads[0][0]))  # the sampler needs one window before the clock starts
+            ray.get(shard.insert.remote(warm_up))  # the sampler needs one window before the clock starts
             out = _measure(shard, prods, calls, batch_size, decode=True)
             rows["service"].append((producers * insert_mb + out["sampled_mb"]) / out["seconds"])
             extra = {"service_batches": out["batches"], "stored_chunks": ray.get(shard.stats.remote())["replay/inserted"]}

@@ -342,9 +342,8 @@ class Orchestrator:
         self._log_throughput(max(time.perf_counter() - self.window_start, 1e-3))
         final_eval: dict[str, float] = {}
         if self.weights:
-            final_eval = ray.get(self.evaluator.evaluate_ref.remote(*self.weights, videos=self.cfg.eval.videos))
-            final_eval = log_evaluation(self.logger, final_eval, counters["env_steps"],
-                                        max_frames=self.cfg.eval.video_frames)
+            final_eval = log_evaluation(self.logger, self._evaluate_latest(videos=self.cfg.eval.videos),
+                                        counters["env_steps"], max_frames=self.cfg.eval.video_frames)
         self.checkpoint()
         replay = self.replay.stats()
         recent = list(self.recent)[-20:]
@@ -377,8 +376,22 @@ class Orchestrator:
 
         if not self.weights:
             return {}
-        out = ray.get(self.evaluator.evaluate_ref.remote(*self.weights))
-        return log_evaluation(self.logger, out, self.counters["env_steps"])
+        return log_evaluation(self.logger, self._evaluate_latest(), self.counters["env_steps"])
+
+    def _evaluate_latest(self, videos: bool = False) -> dict[str, Any]:
+        """Evaluate ``self.weights``. Published weights are owned by the learner process that put
+        them; if it died since (a learner restart), take the restarted learner's and retry."""
+        import ray
+
+        try:
+            return ray.get(self.evaluator.evaluate_ref.remote(*self.weights, videos=videos))
+        except (ray.exceptions.OwnerDiedError, ray.exceptions.ObjectLostError, ray.exceptions.RayTaskError) as exc:
+            if not isinstance(exc, (ray.exceptions.OwnerDiedError, ray.exceptions.ObjectLostError)) and \
+                    not isinstance(getattr(exc, "cause", None), (ray.exceptions.OwnerDiedError,
+                                                                ray.exceptions.ObjectLostError)):
+                raise
+            self.weights = ray.get(self.learner.latest_weights.remote())
+            return ray.get(self.evaluator.evaluate_ref.remote(*self.weights, videos=videos))
 
     def save_learner(self, path: str | Path) -> int:
         """Write the learner's full state to ``path``; returns the update count it holds."""
@@ -556,7 +569,7 @@ class Orchestrator:
 
         try:
             log_evaluation(self.logger, ray.get(ref), self.counters["env_steps"], max_frames=self.cfg.eval.video_frames)
-        except ray.exceptions.RayActorError:
+        except ray.exceptions.RayError:  # the evaluator died, or the weights' owner (a restarted learner)
             self.stats["eval_failures"] += 1
 
     def _on_images(self, ref) -> None:
