@@ -385,11 +385,7 @@ class Orchestrator:
 
         try:
             return ray.get(self.evaluator.evaluate_ref.remote(*self.weights, videos=videos))
-        except (ray.exceptions.OwnerDiedError, ray.exceptions.ObjectLostError, ray.exceptions.RayTaskError) as exc:
-            if not isinstance(exc, (ray.exceptions.OwnerDiedError, ray.exceptions.ObjectLostError)) and \
-                    not isinstance(getattr(exc, "cause", None), (ray.exceptions.OwnerDiedError,
-                                                                ray.exceptions.ObjectLostError)):
-                raise
+        except ray.exceptions.ObjectLostError:  # OwnerDiedError too, also when raised inside the evaluator
             self.weights = ray.get(self.learner.latest_weights.remote())
             return ray.get(self.evaluator.evaluate_ref.remote(*self.weights, videos=videos))
 
