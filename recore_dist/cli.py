@@ -168,6 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     objectives.add_argument("--grad-every", type=int, default=25, help="updates between gradient diagnostics")
     objectives.add_argument("--episodes", type=int, default=32, help="random-policy episodes in the dataset")
     objectives.add_argument("--threads", type=int, default=2)
+    objectives.add_argument("--env", default="dmc:cartpole-swingup", choices=["dmc:cartpole-swingup", "nav:pointgoal"],
+                            help="dataset: distracted cartpole (same states under both splits; depth and reward "
+                                 "probes) or navigation (train vs held-out scenes; the goal probe)")
     objectives.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                             help="learner config override for every method, e.g. objective.recore.aux_scale=2")
     return parser
@@ -352,7 +355,7 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = run_bench(methods=args.methods.split(","), updates=args.updates, size=args.size,
                            batch_size=args.batch_size, length=args.length, grad_every=args.grad_every,
-                           episodes=args.episodes, threads=args.threads, overrides=args.overrides)
+                           episodes=args.episodes, threads=args.threads, overrides=args.overrides, env=args.env)
         print(json.dumps(result) if args.json else format_table(result))
         return 0
     return 2  # pragma: no cover

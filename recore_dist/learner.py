@@ -45,6 +45,10 @@ class OptimConfig:
             raise ValueError(f"optimiser settings must be positive: {self}")
 
 
+DREAMER_AC_LR = 8e-5
+"""Actor and critic learning rate (DreamerV2 Table D.1, DMC)."""
+
+
 @dataclasses.dataclass
 class LearnerConfig:
     """World model, objective, behaviour and optimisation settings of the learner."""
@@ -57,9 +61,9 @@ class LearnerConfig:
     """Imagination and actor-critic settings."""
     model_opt: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=3e-4))
     """World-model optimiser (DreamerV2 DMC: 3e-4)."""
-    actor_opt: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=8e-5))
+    actor_opt: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=DREAMER_AC_LR))
     """Actor optimiser (DreamerV2 DMC: 8e-5)."""
-    critic_opt: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=8e-5))
+    critic_opt: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=DREAMER_AC_LR))
     """Critic optimiser (DreamerV2 DMC: 8e-5)."""
     batch_size: int = 16
     """Sequences per batch (DreamerV2/V3: 16)."""
@@ -88,6 +92,28 @@ class LearnerConfig:
             raise ValueError(f"threads={self.threads} must be >= 0")
         if self.grad_diagnostics_every < 0:
             raise ValueError(f"grad_diagnostics_every={self.grad_diagnostics_every} must be >= 0")
+        self._resolve_objective_defaults()
+
+    def _resolve_objective_defaults(self) -> None:
+        """Settings that depend on the objective, resolved here so the learner and every acting
+        ``Policy`` (which read ``model`` and ``behavior``) see the same ones; idempotent, so a saved
+        and reloaded config resolves to itself.
+
+        ``core`` (apple/ml-core's DCS config): with ``objective.core.latents: gaussian`` the RSSM
+        gets ``objective.core.stoch`` Gaussian latents; ``behavior.kind: auto`` becomes latent SAC
+        (critic gradients into the model) with ml-core's actor / critic rate 1e-3 where those are
+        still at the DreamerV2 default 8e-5. Every other objective: ``auto`` is ``imagine``.
+        """
+        core = self.objective.name == "core"
+        if core and self.objective.core.latents == "gaussian":
+            self.model = dataclasses.replace(self.model, size="custom", classes=0, stoch=self.objective.core.stoch)
+        if self.behavior.kind == "auto":
+            kind = "sac" if core else "imagine"
+            self.behavior = dataclasses.replace(self.behavior, kind=kind)
+            if kind == "sac":
+                for opt in (self.actor_opt, self.critic_opt):
+                    if opt.lr == DREAMER_AC_LR:
+                        opt.lr = 1e-3  # ml-core: actor and critic Adam at 1e-3
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,7 +142,7 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _adam(params: list[nn.Parameter], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+def _adam(params: list[nn.Parameter] | list[dict[str, Any]], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if cfg.weight_decay else torch.optim.Adam
     return cls(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True)
 
@@ -144,7 +170,11 @@ class Learner:
         if cfg.compile:
             self._compile()
         self.wm_params = [p for p in self.objective.parameters() if p.requires_grad]
-        self.model_opt = _adam(self.wm_params, cfg.model_opt, self.device)
+        # The objective may name its own clip (CoRe: ml-core's 10) and learning rates for some of
+        # its modules (CoRe's inverse temperature: 2e-3); the rest follow ``model_opt``.
+        self.model_opt_cfg = dataclasses.replace(cfg.model_opt, clip=getattr(self.objective, "model_clip", None)
+                                                 or cfg.model_opt.clip)
+        self.model_opt = _adam(self._model_groups(), self.model_opt_cfg, self.device)
         self.actor_opt = _adam(list(self.ac.actor.parameters()), cfg.actor_opt, self.device)
         self.critic_opt = _adam(list(self.ac.critic.parameters()), cfg.critic_opt, self.device)
         if self.sac:
@@ -156,6 +186,18 @@ class Learner:
             self.entropy_opt = _adam([self.ac.log_entropy_scale], self.entropy_opt_cfg, self.device)
         self.updates = 0
         self.skipped = 0
+
+    def _model_groups(self) -> list[dict[str, Any]]:
+        """Adam parameter groups of the world-model optimiser: one per module the objective gives
+        its own learning rate (``Objective.own_lr``: attribute name -> rate), then the rest."""
+        own = getattr(self.objective, "own_lr", {})
+        groups, taken = [], set()
+        for name, lr in own.items():
+            params = [p for p in getattr(self.objective, name).parameters() if p.requires_grad]
+            taken |= {id(p) for p in params}
+            groups.append({"params": params, "lr": lr})
+        rest = [p for p in self.wm_params if id(p) not in taken]
+        return [{"params": rest}, *groups]
 
     def _compile(self) -> None:
         """Compile the two functions called once per time step: the posterior step of observe and
@@ -254,8 +296,8 @@ class Learner:
     def _update_imagine(self, data: dict[str, Tensor], wm_loss: Tensor, post: dict[str, Tensor],
                         metrics: dict[str, Tensor]) -> dict[str, Tensor]:
         """World-model step, then actor and critic steps on rollouts imagined from ``post``."""
-        metrics["opt/model_grad_norm"] = self._step(self.model_opt, self.wm_params, wm_loss, self.cfg.model_opt)
-        metrics["opt/model_clipped"] = (metrics["opt/model_grad_norm"] > self.cfg.model_opt.clip).float()
+        metrics["opt/model_grad_norm"] = self._step(self.model_opt, self.wm_params, wm_loss, self.model_opt_cfg)
+        metrics["opt/model_clipped"] = (metrics["opt/model_grad_norm"] > self.model_opt_cfg.clip).float()
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = (~data["is_terminal"]).flatten()
         with self.autocast():
@@ -286,11 +328,11 @@ class Learner:
             feat = self.wm.feat(post)  # [B, T, F]
             critic_loss, ac_metrics = sac.critic_loss(replay_transitions(feat if to_model else feat.detach(), data))
         if to_model:
-            norms = self._steps(wm_loss + critic_loss, [(self.model_opt, self.wm_params, self.cfg.model_opt),
+            norms = self._steps(wm_loss + critic_loss, [(self.model_opt, self.wm_params, self.model_opt_cfg),
                                                         (self.critic_opt, critic_params, self.cfg.critic_opt)])
             metrics["opt/model_grad_norm"], metrics["opt/critic_grad_norm"] = norms
         else:
-            metrics["opt/model_grad_norm"] = self._step(self.model_opt, self.wm_params, wm_loss, self.cfg.model_opt)
+            metrics["opt/model_grad_norm"] = self._step(self.model_opt, self.wm_params, wm_loss, self.model_opt_cfg)
             metrics["opt/critic_grad_norm"] = self._step(self.critic_opt, critic_params, critic_loss,
                                                          self.cfg.critic_opt)
         with self.autocast():
@@ -299,7 +341,7 @@ class Learner:
         metrics.update(actor_metrics)
         actor_params = list(sac.actor.parameters())
         metrics["opt/actor_grad_norm"] = self._step(self.actor_opt, actor_params, actor_loss, self.cfg.actor_opt)
-        metrics["opt/model_clipped"] = (metrics["opt/model_grad_norm"] > self.cfg.model_opt.clip).float()
+        metrics["opt/model_clipped"] = (metrics["opt/model_grad_norm"] > self.model_opt_cfg.clip).float()
         if sac.learns_alpha:
             metrics["opt/alpha_grad_norm"] = self._step(self.alpha_opt, [sac.log_alpha], alpha_loss,
                                                         self.alpha_opt_cfg)

@@ -126,7 +126,7 @@ def test_entropy_scale_learned_sac_style():
     from recore_dist.behavior import ActorCritic
 
     model = ModelConfig(**TINY_MODEL)
-    cfg = BehaviorConfig(target_entropy=-1.0, entropy_scale=1e-3, entropy_lr=1e-2)
+    cfg = BehaviorConfig(target_entropy=0.0, entropy_scale=1e-3, entropy_lr=1e-2)
     ac = ActorCritic(model, cfg, action_dim=2, discrete=False)
     assert isinstance(ac.log_entropy_scale, torch.nn.Parameter)
     opt = torch.optim.Adam([ac.log_entropy_scale], lr=cfg.entropy_lr)
@@ -141,9 +141,9 @@ def test_entropy_scale_learned_sac_style():
             out.append(float(ac.log_entropy_scale))
         return out
 
-    up = steps(-6.0, 20)  # below the target of -2 nats (2 dims)
+    up = steps(-6.0, 20)  # below the target of 0 nats (2 dims)
     assert up[-1] > start and up[-1] - start <= 20 * cfg.entropy_lr * 1.01
-    down = steps(3.0, 20)
+    down = steps(6.0, 20)
     assert down[-1] < up[-1]
     fixed = ActorCritic(model, BehaviorConfig(entropy_scale=1e-3), action_dim=2, discrete=False)
     assert not isinstance(fixed.log_entropy_scale, torch.nn.Parameter)
@@ -189,3 +189,16 @@ def test_twohot_critic_trains_in_the_learner():
     metrics = learner.update(synthetic_batch())
     assert all(math.isfinite(v) for v in metrics.values()) and metrics["opt/critic_grad_norm"] > 0
     assert learner.ac.critic.net[-1].out_features == 41
+
+
+@pytest.mark.parametrize("target", [-1.0, 1.5])
+def test_unreachable_target_entropy_is_refused_with_the_range(target):
+    """The bounded Gaussian's entropy per dimension lies in [-0.884, 1.419] at stds 0.1..1: SAC's -1
+    would only ever shrink the scale, so it is refused with the range named."""
+    with pytest.raises(ValueError, match=r"cannot be reached.*\(-0\.884, 1\.419\)"):
+        BehaviorConfig(target_entropy=target)
+    low, high = BehaviorConfig().entropy_range()
+    assert low == pytest.approx(-0.8836, abs=1e-3) and high == pytest.approx(1.4189, abs=1e-3)
+    assert BehaviorConfig(target_entropy=-0.5).target_entropy == -0.5
+    assert BehaviorConfig(kind="sac", target_entropy=-1.0).target_entropy == -1.0  # SAC's own target lives in sac.*
+    assert BehaviorConfig(actor_dist="tanh_normal").entropy_range()[1] == pytest.approx(0.6931, abs=1e-4)

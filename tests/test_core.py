@@ -93,9 +93,10 @@ def test_two_sided_info_nce_perfect_pairs_and_bad_inputs():
         info_nce_two_sided(eye, eye, 1.0, negatives="episode")
 
 
-def _objective(cfg: CoReConfig | None = None, spaces: Spaces | None = None) -> CoRe:
+def _objective(cfg: CoReConfig | None = None, spaces: Spaces | None = None,
+               dynamics: DynamicsConfig | None = None) -> CoRe:
     torch.manual_seed(0)
-    return CoRe(tiny_learner_config("core").model, spaces or Spaces(action_dim=1), DynamicsConfig(),
+    return CoRe(tiny_learner_config("core").model, spaces or Spaces(action_dim=1), dynamics or DynamicsConfig(),
                 cfg or CoReConfig())
 
 
@@ -135,27 +136,76 @@ def test_prediction_reads_the_prior_not_the_posterior():
 
 
 def test_inverse_dynamics_pairs_follow_the_row_convention():
-    feat = torch.tensor([[0.0, 1, 2, 3], [10, 11, 12, 13]])[..., None]  # [B=2, T=4, F=1]
-    action = feat + 0.5  # a_t chosen at o_t, so a_{t-1} = feat_{t-1} + 0.5
+    embed = torch.tensor([[0.0, 1, 2, 3], [10, 11, 12, 13]])[..., None]  # [B=2, T=4, E=1]
+    action = (embed + 0.5) / 20  # a_t chosen at o_t, so a_{t-1} = (e_{t-1} + 0.5) / 20, inside [-1, 1]
     is_first = torch.zeros(2, 4, dtype=torch.bool)
     is_first[:, 0] = True
     is_first[1, 2] = True  # new episode inside sequence 1
-    inputs, target, valid = inverse_dynamics_pairs(feat, action, is_first)
+    inputs, target, valid = inverse_dynamics_pairs(embed, action, ~is_first)
     assert inputs.shape == (2, 3, 2) and target.shape == (2, 3, 1)
-    assert inputs[1, 2].tolist() == [12.0, 13.0] and target[1, 2].tolist() == [12.5]
+    assert inputs[1, 2].tolist() == [12.0, 13.0] and target[1, 2].tolist() == pytest.approx([12.5 / 20])
     assert valid.tolist() == [[1, 1, 1], [1, 0, 1]]
-    # an oracle reading a_{t-1} off feat_{t-1} has zero loss; one reading a_t off feat_t does not
+    # an oracle reading a_{t-1} off e_{t-1} has zero loss; one reading a_t off e_t does not
     obj = _objective()
     batch = {"action": action.clone(), "is_first": is_first}
-    batch["action"][1, 1] = 99.0  # the action into the masked transition (11 -> 12) is ignored
+    batch["action"][1, 1] = 0.99  # the action into the masked transition (11 -> 12) is ignored
     for weight, zero in (([1.0, 0.0], True), ([0.0, 1.0], False)):
         oracle = nn.Linear(2, 1)
         with torch.no_grad():
-            oracle.weight.copy_(torch.tensor([weight]))
-            oracle.bias.fill_(0.5)
-        obj.inverse_dynamics = oracle
-        loss = float(obj.inverse_dynamics_loss(feat, batch))
-        assert (loss == 0.0) == zero, (weight, loss)
+            oracle.weight.copy_(torch.tensor([weight]) / 20)
+            oracle.bias.fill_(0.5 / 20)
+        obj.inverse_dynamics = nn.Sequential(oracle, _Atanh())  # the loss applies tanh to the output
+        loss = float(obj.inverse_dynamics_loss(embed, batch, ~is_first))
+        assert (loss < 1e-10) == zero, (weight, loss)
+
+
+class _Atanh(nn.Module):
+    def forward(self, x):
+        return torch.atanh(x)
+
+
+def test_inverse_dynamics_reads_observations_not_the_action_carrying_state():
+    """h_t is computed from a_{t-1}: an inverse-dynamics input built from it would hand the target
+    over. The head reads encoder embeddings only, so changing the actions of a batch (same
+    frames) leaves its predictions unchanged, while the posterior features do change."""
+    torch.manual_seed(0)
+    obj = _objective(spaces=Spaces(action_dim=2))
+    obj.eval()
+    batch = synthetic_batch(action_dim=2, seed=3)
+    seen = []
+    hook = obj.inverse_dynamics.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+    other = dict(batch, action=np.ascontiguousarray(-batch["action"][:, ::-1]))
+    with torch.no_grad():
+        for b in (batch, other):
+            torch.manual_seed(2)  # the same random shifts
+            obj(_tensors(b))
+    hook.remove()
+    torch.testing.assert_close(seen[0], seen[1])
+    post = [obj.wm.observe(obj.wm.embed(_tensors(b)), _tensors(b)["action"], _tensors(b)["is_first"])[0]["deter"]
+            for b in (batch, other)]
+    assert not torch.allclose(post[0], post[1])
+
+
+def test_window_row_zero_is_no_anchor_and_carries_no_loss():
+    """Row 0 of every window starts from the zero state: it is not an anchor (ml-core drops t = 0)
+    and its KL / reward do not count. Changing row 0's reward leaves the loss unchanged; changing
+    row 1's does not."""
+    from recore_dist.objectives.core import anchor_rows
+
+    is_first = torch.zeros(2, 5, dtype=torch.bool)
+    is_first[1, 3] = True
+    assert anchor_rows(is_first).tolist() == [[False, True, True, True, True], [False, True, True, False, True]]
+    obj = _objective(dynamics=DynamicsConfig(reward_head="mse"))  # a zero-init two-hot head scores log K for any target
+    batch = synthetic_batch(seed=5)
+    batch["is_first"][:] = False  # windows cut from the middle of episodes
+    losses = []
+    for row in (None, 0, 1):
+        b = {k: v.copy() for k, v in batch.items()}
+        if row is not None:
+            b["reward"][:, row] += 7.0
+        torch.manual_seed(1)
+        losses.append(float(obj(_tensors(b))[1]["loss/reward"]))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6) and abs(losses[2] - losses[0]) > 1e-3
 
 
 def test_inverse_dynamics_discrete_cross_entropy_and_gradients():

@@ -22,6 +22,7 @@ from recore_dist.behavior.distributions import BoundedNormal, OneHotCategorical,
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.nets import mlp, zero_init_
 from recore_dist.models.rssm import State
+from recore_dist.models.twohot import symexp, symexp_bins, symlog, twohot_loss, twohot_mean
 from recore_dist.models.world_model import WorldModel
 from recore_dist.objectives.ema import ema_copy, ema_update
 
@@ -38,14 +39,14 @@ class SACConfig:
 
     tau: float = 0.005
     """EMA rate of the target critics per update (CoRe Table 5: 0.005; SAC: 0.005)."""
-    alpha_init: float = 0.01
-    """Initial entropy temperature alpha (CoRe Table 5 lists 0.01 after the log-std bounds; our
-    copy of the table lost its row names, so this reading is ours)."""
+    alpha_init: float = 0.1
+    """Initial entropy temperature alpha (apple/ml-core's DCS config: initial log alpha -2.3)."""
     alpha_lr: float = 1e-3
     """Adam learning rate of ``log(alpha)`` (Table 5 names none; CoRe's actor / critic rate)."""
     target_entropy: float | None = -1.0
-    """Target policy entropy per action dimension, so ``-|A|`` in total (CoRe Table 5, SAC);
-    ``None`` keeps alpha fixed at ``alpha_init``."""
+    """Target policy entropy per action dimension, so ``-|A|`` in total (CoRe Table 5, ml-core,
+    SAC); ``None`` keeps alpha fixed at ``alpha_init``. SAC's tanh-squashed actor can reach any
+    entropy below ``log 2`` per dimension (uniform on [-1, 1])."""
     critic_grad_to_model: bool = True
     """The critic loss also trains the world model (its features are not detached): CoRe sec. 2.3
     and appendix C.2 (better on 3 of 6 DMC tasks, comparable on 2)."""
@@ -61,16 +62,19 @@ class SACConfig:
 class BehaviorConfig:
     """Imagination and actor-critic settings."""
 
-    kind: Literal["imagine", "sac"] = "imagine"
+    kind: Literal["auto", "imagine", "sac"] = "auto"
     """``imagine``: actor-critic on imagined rollouts (DreamerV2/V3, the fields below); ``sac``:
     latent SAC on replayed posterior features (CoRe sec. 2.3; settings in ``sac``). Both export
-    the same ``actor.*`` weights to the acting ``Policy``."""
+    the same ``actor.*`` weights to the acting ``Policy``. ``auto`` (default): ``sac`` for the
+    ``core`` objective (as its authors ran it, with ml-core's actor / critic rates 1e-3), else
+    ``imagine``; ``LearnerConfig`` resolves it."""
     sac: SACConfig = dataclasses.field(default_factory=SACConfig)
     """Settings used when ``kind`` is ``sac``."""
     horizon: int = 15
     """Imagined steps from each start state (DreamerV2/V3: 15)."""
-    discount: float = 0.99
-    """Discount per env step (DreamerV2 DMC: 0.99)."""
+    discount: float = 0.997
+    """Discount per env step (DreamerV3: 1 - 1/333). Navigation's +10 for success lies 120-240
+    steps away on the median start-goal pair: worth 3.0 at 0.99 and 7.0 at 0.997."""
     return_lambda: float = 0.95
     """Lambda of the lambda-returns (DreamerV2/V3: 0.95)."""
     entropy_scale: float = 3e-4
@@ -78,7 +82,10 @@ class BehaviorConfig:
     ``target_entropy`` set it is only the initial value of a learned scale."""
     target_entropy: float | None = None
     """``None`` (default, DreamerV3): the entropy scale stays fixed; the bounded actor's entropy
-    cannot collapse (``actor_dist``). A number (per action dimension, SAC's -1): the scale's log
+    cannot collapse (``actor_dist``). A number (per action dimension; it must lie inside the
+    actor distribution's reachable range, ``entropy_range``: for the bounded Gaussian
+    ``[0.5 + log(sqrt(2 pi) min_std), 0.5 + log(sqrt(2 pi) max_std)]``, i.e. [-0.88, 1.42] at
+    the default stds, so SAC's -1 is out of reach): the scale's log
     is learned by its own Adam on ``log_scale * (entropy - target * A)`` (Haarnoja et al. 2018,
     sec. 5), a step of about ``entropy_lr`` per update whatever the gap, never an on/off switch.
     (The earlier rule moved the log-scale 0.1 per nat per update and switched e^10-fold within
@@ -110,12 +117,12 @@ class BehaviorConfig:
     Default reinforce: on cartpole-swingup from pixels, dynamics gradients through a young world
     model collapsed the policy to a deterministic one within 1,500 updates (docs/BENCHMARKS.md)."""
 
-    critic: Literal["symlog_mse", "twohot"] = "symlog_mse"
-    """Critic output and loss. ``symlog_mse`` regresses ``symlog(return)``: cheap, but coarse at
-    large returns (0.05 in symlog space is ~7 units at a return of 150). ``twohot`` is
-    DreamerV3's: a softmax over ``critic_bins`` bins evenly spaced in symlog space on [-20, 20],
-    trained by cross-entropy on the two-hot encoding of ``symlog(return)`` and read out as
-    ``symexp`` of the expected bin."""
+    critic: Literal["symlog_mse", "twohot"] = "twohot"
+    """Critic output and loss. ``twohot`` (default, DreamerV3): a softmax over ``critic_bins``
+    bins at ``symexp(linspace(-20, 20, K))``, trained by cross-entropy on the two-hot encoding
+    of the return and read out as the expected bin in return units (``models/twohot.py``, as
+    danijar/dreamerv3's current ``symexp_twohot``). ``symlog_mse`` regresses ``symlog(return)``:
+    cheap, but coarse at large returns (0.05 in symlog space is ~7 units at a return of 150)."""
     critic_bins: int = 255
     """Bins of the ``twohot`` critic (DreamerV3: 255)."""
 
@@ -133,6 +140,24 @@ class BehaviorConfig:
             raise ValueError(f"entropy_scale={self.entropy_scale} and entropy_lr={self.entropy_lr} must be > 0")
         if self.actor_dist not in ("auto", "bounded_normal", "tanh_normal"):
             raise ValueError(f"actor_dist={self.actor_dist!r} must be auto, bounded_normal or tanh_normal")
+        if self.kind not in ("auto", "imagine", "sac"):
+            raise ValueError(f"kind={self.kind!r} must be auto, imagine or sac")
+        if self.target_entropy is not None and self.kind != "sac":
+            low, high = self.entropy_range()
+            if not low < self.target_entropy < high:
+                raise ValueError(f"behavior.target_entropy={self.target_entropy} per action dimension cannot be "
+                                 f"reached by the {self.continuous_dist} actor: its entropy per dimension lies in "
+                                 f"({low:.3f}, {high:.3f}) at min_std={self.min_std}, max_std={self.max_std}; "
+                                 f"pick a value inside, or None for DreamerV3's fixed scale")
+
+    def entropy_range(self) -> tuple[float, float]:
+        """Entropy per action dimension the continuous actor can reach: the bounded Gaussian's
+        ``0.5 + log(sqrt(2 pi) std)`` over ``[min_std, max_std]``; the tanh-squashed Gaussian's
+        ``(-inf, log 2)`` (uniform on [-1, 1] is its supremum)."""
+        if self.continuous_dist == "tanh_normal":
+            return -math.inf, math.log(2.0)
+        gauss = 0.5 + 0.5 * math.log(2 * math.pi)
+        return gauss + math.log(self.min_std), gauss + math.log(self.max_std)
 
     @property
     def continuous_dist(self) -> str:
@@ -140,14 +165,6 @@ class BehaviorConfig:
         if self.actor_dist != "auto":
             return self.actor_dist
         return "tanh_normal" if self.kind == "sac" else "bounded_normal"
-
-
-def symlog(x: Tensor) -> Tensor:
-    return torch.sign(x) * torch.log1p(x.abs())
-
-
-def symexp(x: Tensor) -> Tensor:
-    return torch.sign(x) * torch.expm1(x.abs())
 
 
 def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, *, discount: float, lam: float) -> Tensor:
@@ -195,21 +212,9 @@ class Actor(nn.Module):
         return TanhNormal(mean, std)
 
 
-def twohot(x: Tensor, bins: Tensor) -> Tensor:
-    """``x [...]`` -> ``[..., K]``: weight on the two ``bins`` around ``x`` (clamped to the range),
-    linear in the distance, so the weights sum to 1 and their expected bin equals ``x``."""
-    x = x.float().clamp(float(bins[0]), float(bins[-1]))
-    upper = torch.searchsorted(bins, x.contiguous(), right=True).clamp_(1, bins.numel() - 1)
-    lower_bin, upper_bin = bins[upper - 1], bins[upper]
-    w_upper = (x - lower_bin) / (upper_bin - lower_bin)
-    out = torch.zeros(*x.shape, bins.numel(), dtype=x.dtype, device=x.device)
-    out.scatter_(-1, (upper - 1)[..., None], (1 - w_upper)[..., None])
-    return out.scatter_add_(-1, upper[..., None], w_upper[..., None])
-
-
 class Critic(nn.Module):
-    """Latent feature -> value, in symlog space: one output (``symlog_mse``) or bin logits
-    (``twohot``, DreamerV3). ``forward`` gives the raw output, ``value`` reads it out in return
+    """Latent feature -> value: bin logits (``twohot``, DreamerV3) or one output in symlog space
+    (``symlog_mse``). ``forward`` gives the raw output, ``value`` reads it out in return
     units, ``loss`` compares it with returns."""
 
     def __init__(self, model: ModelConfig, cfg: BehaviorConfig | None = None):
@@ -220,7 +225,7 @@ class Critic(nn.Module):
                        float32_out=True)  # values must resolve ~1 return unit at 300 under bf16
         zero_init_(self.net[-1])
         if self.twohot:
-            self.register_buffer("bins", torch.linspace(-20.0, 20.0, cfg.critic_bins), persistent=False)
+            self.register_buffer("bins", symexp_bins(cfg.critic_bins), persistent=False)
 
     def forward(self, feat: Tensor) -> Tensor:
         """Symlog value ``[...]`` or bin logits ``[..., K]``."""
@@ -230,15 +235,14 @@ class Critic(nn.Module):
     def value(self, out: Tensor) -> Tensor:
         """The raw output read out as a value in return units ``[...]``."""
         if self.twohot:
-            return symexp((out.softmax(-1) * self.bins).sum(-1))
+            return twohot_mean(out, self.bins)
         return symexp(out)
 
     def loss(self, out: Tensor, target: Tensor) -> Tensor:
         """Per-element loss ``[...]`` against ``target`` returns (no gradient into the target)."""
-        target = symlog(target.detach())
         if self.twohot:
-            return -(twohot(target, self.bins) * out.log_softmax(-1)).sum(-1)
-        return (out - target).square()
+            return twohot_loss(out, target, self.bins)
+        return (out - symlog(target.detach())).square()
 
 
 class ReturnNorm(nn.Module):

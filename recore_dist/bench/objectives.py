@@ -26,6 +26,13 @@ process with the same torch threads, and reports:
   over the per-pixel variance across frames. ``probe_ratio`` is held-out / train
   error for each: 1 means the representation predicts as well under unseen colours and
   backgrounds (the seeds' claim in miniature); more means it relies on them.
+
+With ``--env nav:pointgoal`` the dataset is a random policy on navigation's train and held-out
+scenes (:mod:`recore_dist.bench.nav_probe`), every objective encodes ``[image, proprio]`` (the
+goal enters through proprio) and the probe is the *task-information probe*: a ridge regression
+from the posterior feature to the goal's distance and bearing (sin, cos), fitted on train-scene
+frames and scored by R^2 on held-out-scene frames (``goal_probe_r2``; ``goal_probe_r2_train`` on
+train-scene segments the model never saw).
 """
 
 from __future__ import annotations
@@ -49,12 +56,13 @@ SSL_CHANCE = {"recore": "wm/contrastive_chance", "core": "wm/contrastive_chance"
               "coral": "wm/contrastive_chance_image"}
 WARMUP_UPDATES = 100  # clip fraction and gradient shares are counted after these (issue 13)
 PROBE_SIDE = 16  # depth probe resolution
+CONTROL_ENV, NAV_ENV = "dmc:cartpole-swingup", "nav:pointgoal"  # the two datasets
 RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # penalties (x rows, on standardised features), picked on held-back fit episodes
 
 
 # -- one objective, in its own process -------------------------------------------------------------
 def _learner(method: str, size: str, batch_size: int, length: int, grad_every: int, precision: str,
-             threads: int, spaces_meta: dict[str, Any], overrides: list[str]):
+             threads: int, spaces_meta: dict[str, Any], overrides: list[str], inputs: tuple[str, ...] = ("image",)):
     import torch
 
     from recore_dist import config as config_lib
@@ -62,25 +70,32 @@ def _learner(method: str, size: str, batch_size: int, length: int, grad_every: i
     from recore_dist.models.world_model import Spaces
 
     torch.set_num_threads(threads)
-    data = {"model": {"size": size}, "objective": {"name": method}, "batch_size": batch_size,
+    data = {"model": {"size": size}, "objective": {"name": method, "inputs": list(inputs)}, "batch_size": batch_size,
             "batch_length": length, "precision": precision, "device": "cpu", "compile": False,
             "grad_diagnostics_every": grad_every, "seed": 0}
     config_lib.apply_overrides(data, overrides)
     cfg = config_lib.from_dict(LearnerConfig, data)
     spaces = Spaces(action_dim=spaces_meta["action_dim"], proprio_dim=spaces_meta["proprio_dim"],
-                    max_depth=spaces_meta["max_depth"], terminates=False)
+                    max_depth=spaces_meta["max_depth"], terminates=spaces_meta.get("terminates", False))
     return Learner(cfg, spaces)
 
 
-def _fields(batch: dict[str, np.ndarray], method: str) -> dict[str, np.ndarray]:
-    keep = [k for k in BATCH_FIELDS if k != "proprio" or method == "coral"]
+def _fields(batch: dict[str, np.ndarray], modalities: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The batch fields a learner reading ``modalities`` takes (proprio only when it is encoded)."""
+    keep = [k for k in BATCH_FIELDS if k != "proprio" or "proprio" in modalities]
     return {k: batch[k] for k in keep}
 
 
 def train_one(*, method: str, updates: int, size: str, batch_size: int, length: int, grad_every: int,
-              precision: str, threads: int, data_args: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+              precision: str, threads: int, data_args: dict[str, Any], overrides: list[str],
+              env: str = CONTROL_ENV) -> dict[str, Any]:
     """Train ``method`` for ``updates`` on the fit episodes and probe it (call in a fresh process)."""
     from recore_dist.bench.probe_data import collect_probe_data
+
+    if env != CONTROL_ENV:
+        return train_one_nav(method=method, updates=updates, size=size, batch_size=batch_size, length=length,
+                             grad_every=grad_every, precision=precision, threads=threads, data_args=data_args,
+                             overrides=overrides)
 
     data = collect_probe_data(**data_args)
     fit, test = data.split_indices(0.25, seed=0)
@@ -88,17 +103,62 @@ def train_one(*, method: str, updates: int, size: str, batch_size: int, length: 
             "max_depth": 10.0}
     learner = _learner(method, size, batch_size, length, grad_every, precision, threads, meta, overrides)
     rng = np.random.default_rng(1)
+    modalities = learner.cfg.objective.modalities
+    history, seconds = _train(learner, updates, lambda: _fields(
+        data.sequences("train", batch_size, length, rng, episodes=fit), modalities))
+    result = summarise(method, history, seconds, learner.model_opt_cfg.clip)
+    result.update(probe(learner, data, fit, test, modalities))
+    result.update({"precision": str(learner.dtype).replace("torch.", ""), "threads": threads,
+                   "params": learner.param_counts()["total"]})
+    return result
+
+
+def _train(learner, updates: int, next_batch) -> tuple[list[dict[str, float]], list[float]]:
     history: list[dict[str, float]] = []
     seconds: list[float] = []
     for _ in range(updates):
-        batch = _fields(data.sequences("train", batch_size, length, rng, episodes=fit), method)
+        batch = next_batch()
         start = time.perf_counter()
         history.append(learner.update(batch))
         seconds.append(time.perf_counter() - start)
-    result = summarise(method, history, seconds, learner.cfg.model_opt.clip)
-    result.update(probe(learner, data, fit, test, method))
-    result.update({"precision": str(learner.dtype).replace("torch.", ""), "threads": threads,
-                   "params": learner.param_counts()["total"]})
+    return history, seconds
+
+
+def train_one_nav(*, method: str, updates: int, size: str, batch_size: int, length: int, grad_every: int,
+                  precision: str, threads: int, data_args: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Navigation: train on train-scene segments, then the goal probe (``nav_probe``)."""
+    from recore_dist.bench.nav_probe import collect_nav_probe_data, goal_targets, r2, sequences
+
+    data = collect_nav_probe_data(**data_args)
+    train = data["train"]
+    segments = train["reward"].shape[0]
+    fit, test = np.arange(segments - segments // 4), np.arange(segments - segments // 4, segments)
+    meta = {"action_dim": train["action"].shape[-1], "proprio_dim": train["proprio"].shape[-1], "max_depth": 10.0,
+            "terminates": True}
+    learner = _learner(method, size, batch_size, length, grad_every, precision, threads, meta, overrides,
+                       inputs=("image", "proprio"))
+    modalities = learner.cfg.objective.modalities
+    rng = np.random.default_rng(1)
+    history, seconds = _train(learner, updates, lambda: _fields(
+        sequences(train, batch_size, length, rng, episodes=fit), modalities))
+    result = summarise(method, history, seconds, learner.model_opt_cfg.clip)
+    fit_feat, _ = features(learner, train, fit, modalities)
+    fit_goal = goal_targets(train["proprio"][fit])
+    rows = len(fit_feat) * 3 // 4  # ridge penalty chosen on the last quarter of the fit segments
+    val = {r: r2(ridge_predict(ridge_fit(fit_feat[:rows], fit_goal[:rows], r), fit_feat[rows:]), fit_goal[rows:])
+           for r in RIDGES}
+    ridge = max(val, key=val.get)
+    model = ridge_fit(fit_feat, fit_goal, ridge)
+    held = data["heldout"]
+    every = np.arange(held["reward"].shape[0])
+    result.update({
+        "goal_probe_ridge": ridge,
+        "goal_probe_r2": r2(ridge_predict(model, features(learner, held, every, modalities)[0]),
+                            goal_targets(held["proprio"])),
+        "goal_probe_r2_train": r2(ridge_predict(model, features(learner, train, test, modalities)[0]),
+                                  goal_targets(train["proprio"][test])),
+        "precision": str(learner.dtype).replace("torch.", ""), "threads": threads,
+        "params": learner.param_counts()["total"]})
     return result
 
 
@@ -133,12 +193,12 @@ def summarise(method: str, history: list[dict[str, float]], seconds: list[float]
 
 
 # -- the probe ---------------------------------------------------------------------------------------
-def features(learner, split: dict[str, np.ndarray], episodes: np.ndarray, method: str):
+def features(learner, split: dict[str, np.ndarray], episodes: np.ndarray, modalities: tuple[str, ...]):
     """Posterior features ``[E * L, F]`` and reward predictions ``[E * L]`` of whole episodes,
     raw frames (no augmentation, no masking), in eval mode."""
     import torch
 
-    batch = learner.to_tensors(_fields({k: v[episodes] for k, v in split.items()}, method))
+    batch = learner.to_tensors(_fields({k: v[episodes] for k, v in split.items()}, modalities))
     wm = learner.wm
     learner.objective.eval()
     with torch.no_grad(), learner.autocast():
@@ -173,9 +233,9 @@ def ridge_predict(model: tuple[np.ndarray, np.ndarray, np.ndarray], x: np.ndarra
     return np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], 1) @ weights
 
 
-def probe(learner, data, fit: np.ndarray, test: np.ndarray, method: str) -> dict[str, Any]:
+def probe(learner, data, fit: np.ndarray, test: np.ndarray, modalities: tuple[str, ...]) -> dict[str, Any]:
     """Reward-head and depth-probe errors on the test episodes under both splits, and their ratios."""
-    fit_feat, _ = features(learner, data.train, fit, method)
+    fit_feat, _ = features(learner, data.train, fit, modalities)
     fit_depth = depth_targets(data.train, fit)
     rows = len(fit_feat) // len(fit) * (len(fit) - max(1, len(fit) // 4))  # last quarter of the fit episodes
     val_err = {r: float(np.mean((ridge_predict(ridge_fit(fit_feat[:rows], fit_depth[:rows], r), fit_feat[rows:])
@@ -188,7 +248,7 @@ def probe(learner, data, fit: np.ndarray, test: np.ndarray, method: str) -> dict
     reward_var = float(reward.var()) or 1.0
     out: dict[str, Any] = {"depth_probe_ridge": ridge}
     for split in ("train", "heldout"):
-        feat, reward_pred = features(learner, data.split(split), test, method)
+        feat, reward_pred = features(learner, data.split(split), test, modalities)
         depth_err = float(np.mean((ridge_predict(depth_model, feat) - depth_targets(data.split(split), test)) ** 2))
         out[f"reward_error_{split}"] = float(np.mean((reward_pred[arrived] - reward) ** 2)) / reward_var
         out[f"depth_error_{split}"] = depth_err / depth_var
@@ -211,7 +271,8 @@ def _child(spec: dict[str, Any], threads: int) -> dict[str, Any]:
 def run_bench(*, methods: tuple[str, ...] | list[str] = METHODS, updates: int = 500, size: str = "xs",
               batch_size: int = 16, length: int = 32, grad_every: int = 25, threads: int = 2,
               precision: str = "auto", episodes: int = 32, seed: int = 0, overrides: list[str] | None = None,
-              cache_dir: str = "runs/cache/probe_data", progress: bool = True) -> dict[str, Any]:
+              cache_dir: str = "runs/cache/probe_data", progress: bool = True, env: str = CONTROL_ENV,
+              ) -> dict[str, Any]:
     """Collect (or load) the dataset once, then train and probe each method in its own process."""
     from recore_dist.bench.probe_data import collect_probe_data
 
@@ -220,26 +281,42 @@ def run_bench(*, methods: tuple[str, ...] | list[str] = METHODS, updates: int = 
         raise ValueError(f"unknown methods {unknown}; known: {list(METHODS)}")
     if updates < 1:
         raise ValueError(f"updates={updates} must be >= 1")
-    data_args = {"episodes": episodes, "length": 126, "seed": seed, "cache_dir": cache_dir}
+    if env not in (CONTROL_ENV, NAV_ENV):
+        raise ValueError(f"bench objectives runs on {CONTROL_ENV} or {NAV_ENV}, got {env!r}")
     start = time.perf_counter()
-    collect_probe_data(**data_args)  # once, cached for the children
+    if env == NAV_ENV:
+        from recore_dist.bench.nav_probe import collect_nav_probe_data
+
+        data_args = {"env_name": env, "episodes": max(episodes, 8), "length": 100, "seed": seed, "cache_dir": cache_dir}
+        collect_nav_probe_data(**data_args)  # once, cached for the children
+    else:
+        data_args = {"episodes": episodes, "length": 126, "seed": seed, "cache_dir": cache_dir}
+        collect_probe_data(**data_args)  # once, cached for the children
     collect_seconds = time.perf_counter() - start
     rows = []
     for method in methods:
         spec = {"method": method, "updates": updates, "size": size, "batch_size": batch_size, "length": length,
                 "grad_every": grad_every, "precision": precision, "threads": threads, "data_args": data_args,
-                "overrides": list(overrides or [])}
+                "overrides": list(overrides or []), "env": env}
         if progress:
             print(f"[bench objectives] {method}: {updates} updates ...", file=sys.stderr, flush=True)
         rows.append(_child(spec, threads))
-        if progress:
+        if progress and env == NAV_ENV:
+            row = rows[-1]
+            print(f"[bench objectives] {method}: {row['seconds_per_update']:.2f} s/update, clip "
+                  f"{row['clip_fraction']:.0%}, goal probe R^2 held-out {row['goal_probe_r2']:.3f} (train scenes "
+                  f"{row['goal_probe_r2_train']:.3f})", file=sys.stderr, flush=True)
+        elif progress:
             row = rows[-1]
             print(f"[bench objectives] {method}: {row['seconds_per_update']:.2f} s/update, clip "
                   f"{row['clip_fraction']:.0%}, ssl {row['ssl_accuracy']} (chance {row['ssl_chance']}), shares "
                   f"{ {k: round(v, 2) for k, v in row['grad_share'].items()} }, probe {row['probe_ratio']}",
                   file=sys.stderr, flush=True)
-    return {"task": "dmc:cartpole-swingup", "interventions": "colour,background", "episodes": episodes,
-            "fit_test": "75% / 25% of episodes", "batch_size": batch_size, "length": length, "size": size,
+    nav = env == NAV_ENV
+    return {"task": env, "interventions": "held-out scenes" if nav else "colour,background",
+            "episodes": data_args["episodes"],
+            "fit_test": ("75% of train-scene segments / all held-out-scene segments" if nav
+                         else "75% / 25% of episodes"), "batch_size": batch_size, "length": length, "size": size,
             "updates": updates, "threads": threads, "cores": os.cpu_count(), "cpu": _cpu_name(),
             "collect_seconds": collect_seconds, "methods": {row["method"]: row for row in rows}}
 
@@ -256,6 +333,8 @@ def _cpu_name() -> str:
 
 
 def format_table(result: dict[str, Any]) -> str:
+    if result["task"] == NAV_ENV:
+        return format_nav_table(result)
     rows = result["methods"]
     first = next(iter(rows.values()))
     lines = [f"bench objectives: {result['task']} ({result['interventions']}), random-policy replay of "
@@ -277,6 +356,27 @@ def format_table(result: dict[str, Any]) -> str:
                      f"{row['depth_error_heldout']:<5.2f}{row['probe_ratio']['depth']:>7.2f}  {shares}")
     lines.append("errors: normalised MSE train/held-out split on test episodes (same states); ratio = held-out / "
                  "train; hrssm's ssl column: latent reconstruction error at the end (start)")
+    return "\n".join(lines)
+
+
+def format_nav_table(result: dict[str, Any]) -> str:
+    rows = result["methods"]
+    first = next(iter(rows.values()))
+    lines = [f"bench objectives: {result['task']}, random-policy replay of {result['episodes']} segments per split "
+             f"({result['fit_test']}); {result['updates']} updates of B{result['batch_size']} x T{result['length']}, "
+             f"size {result['size']}; {result['threads']} threads on {result['cores']} cores, {first['precision']}; "
+             f"{result['cpu']}",
+             f"{'method':<8}{'s/upd':>7}{'clip':>6}{'ssl acc':>9}{'chance':>8}{'goal R2 held-out':>18}"
+             f"{'(train scenes)':>16}  largest gradient share"]
+    for name, row in rows.items():
+        ssl = "-" if row["ssl_accuracy"] is None else f"{row['ssl_accuracy']:.3f}"
+        chance = "-" if row["ssl_chance"] is None else f"{row['ssl_chance']:.4f}"
+        top = sorted(row["grad_share"].items(), key=lambda kv: -kv[1])[:3]
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in top)
+        lines.append(f"{name:<8}{row['seconds_per_update']:>7.2f}{row['clip_fraction']:>6.0%}{ssl:>9}{chance:>8}"
+                     f"{row['goal_probe_r2']:>18.3f}{row['goal_probe_r2_train']:>16.3f}  {shares}")
+    lines.append("goal R2: ridge probe from [h, z] to goal distance, sin and cos of bearing, fitted on train-scene "
+                 "frames; R^2 on held-out-scene frames (and on unseen train-scene segments)")
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from recore_dist import parallel
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.nets import ConvDecoder, mlp, zero_init_
+from recore_dist.models.twohot import symexp_bins, symlog, twohot_loss, twohot_mean
 
 TargetName = Literal["depth", "segmentation", "clean_image", "image"]
 TARGETS: tuple[str, ...] = ("depth", "segmentation", "clean_image", "image")
@@ -35,6 +36,58 @@ class ScalarHead(nn.Module):
 
     def forward(self, feat: Tensor) -> Tensor:
         return self.net(feat).squeeze(-1).float()
+
+
+class RewardHead(nn.Module):
+    """Latent feature -> reward: a symexp two-hot distribution (``twohot``, DreamerV3's default:
+    ``models/twohot.py``) or one regressed scalar (``mse``, DreamerV2). ``forward`` reads the
+    prediction out in reward units (what imagination sums); ``loss`` scores the head against
+    observed rewards. The output layer starts at zero (DreamerV3), so the first read-out is 0."""
+
+    def __init__(self, cfg: ModelConfig, *, kind: Literal["twohot", "mse"] = "twohot", bins: int = 255):
+        super().__init__()
+        if kind not in ("twohot", "mse"):
+            raise ValueError(f"reward head kind={kind!r} must be twohot or mse")
+        self.kind = kind
+        self.net = mlp(cfg.feat, cfg.hidden, cfg.mlp_layers, bins if kind == "twohot" else 1, float32_out=True)
+        zero_init_(self.net[-1])
+        if kind == "twohot":
+            self.register_buffer("bins", symexp_bins(bins), persistent=False)
+
+    def read_out(self, out: Tensor) -> Tensor:
+        """Raw output (logits ``[..., K]`` or ``[..., 1]``) -> prediction ``[...]``."""
+        return twohot_mean(out, self.bins) if self.kind == "twohot" else out.squeeze(-1).float()
+
+    def forward(self, feat: Tensor) -> Tensor:
+        return self.read_out(self.net(feat).float())
+
+    def loss(self, feat: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """``(per-row loss [...], detached prediction [...])``: cross-entropy against the two-hot
+        target (nats), or the squared error."""
+        out = self.net(feat).float()
+        pred = self.read_out(out.detach())
+        if self.kind == "twohot":
+            return twohot_loss(out, target, self.bins), pred
+        return (out.squeeze(-1) - target.float()).square(), pred
+
+
+class VectorDecoder(nn.Module):
+    """Latent feature ``[..., F]`` -> symlog of a vector observation ``[..., P]`` (an MLP; DreamerV3
+    decodes every vector key of the observation with a symlog squared error)."""
+
+    def __init__(self, cfg: ModelConfig, dim: int):
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"a vector decoder needs a width >= 1, got {dim}")
+        self.net = mlp(cfg.feat, cfg.hidden, max(1, cfg.mlp_layers), dim)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        return self.net(feat).float()
+
+    def loss(self, pred: Tensor, value: Tensor) -> Tensor:
+        """Per-row ``[...]`` squared error in symlog space, averaged over the vector's dimensions
+        (``VectorDecoder.loss(...) * dim`` is DreamerV3's sum over dimensions)."""
+        return (pred - symlog(value.float())).square().mean(-1)
 
 
 class Projection(nn.Module):

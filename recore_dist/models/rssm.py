@@ -179,11 +179,13 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
     return None
 
 
-def kl_loss(rssm: RSSM, post: Tensor, prior: Tensor, *, balance: float, free: float) -> tuple[Tensor, Tensor]:
+def kl_loss(rssm: RSSM, post: Tensor, prior: Tensor, *, balance: float, free: float,
+            weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """KL balancing with free nats (DreamerV2 eq. 2; Hafner et al. 2021).
 
     ``balance * KL(sg(post) || prior) + (1 - balance) * KL(post || sg(prior))``, each term
-    clipped below at ``free`` nats per row (DreamerV3's per-row free bits), averaged over rows.
+    clipped below at ``free`` nats per row (DreamerV3's per-row free bits), averaged over rows
+    (weighted by ``weight [B, T]`` when given: CoRe leaves each window's first row out).
 
     Returns:
         ``(loss, kl)`` where ``kl`` is the mean unclipped ``KL(post || prior)`` for logging.
@@ -191,4 +193,7 @@ def kl_loss(rssm: RSSM, post: Tensor, prior: Tensor, *, balance: float, free: fl
     dyn = rssm.kl(post.detach(), prior)
     rep = rssm.kl(post, prior.detach())
     loss = balance * dyn.clamp(min=free) + (1 - balance) * rep.clamp(min=free)
-    return loss.mean(), dyn.detach().mean()
+    if weight is None:
+        return loss.mean(), dyn.detach().mean()
+    count = weight.sum().clamp(min=1.0)
+    return (loss * weight).sum() / count, (dyn.detach() * weight).sum() / count

@@ -16,9 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from recore_dist.models.config import ModelConfig
-from recore_dist.models.heads import Projection, ScalarHead, TargetDecoder
+from recore_dist.models.heads import Projection, RewardHead, ScalarHead, TargetDecoder, VectorDecoder
 from recore_dist.models.nets import ConvEncoder, mlp
 from recore_dist.models.rssm import RSSM, State
+from recore_dist.models.twohot import symlog
 
 MODALITIES: tuple[str, ...] = ("image", "proprio")
 """Observation fields an encoder can read."""
@@ -45,11 +46,6 @@ class Spaces:
     """The env has terminal states (``is_terminal``): navigation success, iGibson failures. False
     for dm_control, whose episodes only end by time limit; the continue head follows it
     (``DynamicsConfig.continue_head``)."""
-
-
-def symlog(x: Tensor) -> Tensor:
-    """``sign(x) * log(1 + |x|)`` (DreamerV3 eq. 1): squashes vector inputs and targets."""
-    return torch.sign(x) * torch.log1p(x.abs())
 
 
 class ProprioEncoder(nn.Module):
@@ -151,18 +147,23 @@ class WorldModel(nn.Module):
             ReCoRe or ``("image",)`` for the reconstruction baseline. ``image`` decodes at
             full resolution; the invariant targets at ``cfg.target_size``.
         projection: build the contrastive projection heads.
+        reward: the reward head's output (``RewardHead``): ``twohot`` (DreamerV3) or ``mse``.
+        reward_bins: bins of the two-hot reward head (DreamerV3: 255).
+        decode_vectors: build ``vector_decoder`` for the ``proprio`` observation when the encoder
+            reads it (DreamerV3 decodes every vector input), so the latent must keep it.
         modalities: observation fields the encoder reads; ``("image",)`` (default) builds the
             bare CNN, more build a ``MultiEncoder`` (``proprio`` needs ``spaces.proprio_dim``).
     """
 
     def __init__(self, cfg: ModelConfig, spaces: Spaces, *, decoders: tuple[str, ...] = (),
-                 projection: bool = False, modalities: tuple[str, ...] = IMAGE_ONLY):
+                 projection: bool = False, modalities: tuple[str, ...] = IMAGE_ONLY,
+                 reward: str = "twohot", reward_bins: int = 255, decode_vectors: bool = False):
         super().__init__()
         self.cfg, self.spaces = cfg, spaces
         self.modalities = check_modalities(modalities)
         self.encoder = make_encoder(cfg, spaces, self.modalities, channels_last=cfg.channels_last)
         self.rssm = RSSM(cfg, embed_dim=self.encoder.embed_dim, action_dim=spaces.action_dim)
-        self.reward = ScalarHead(cfg)
+        self.reward = RewardHead(cfg, kind=reward, bins=reward_bins)  # type: ignore[arg-type]
         self.cont = ScalarHead(cfg)
         self.decoders = nn.ModuleDict({
             name: TargetDecoder(name, cfg,
@@ -170,6 +171,8 @@ class WorldModel(nn.Module):
                                 depth=cfg.cnn_depth if name == "image" else cfg.target_depth,
                                 num_classes=spaces.num_classes, max_depth=spaces.max_depth)
             for name in decoders})
+        self.vector_decoder = (VectorDecoder(cfg, spaces.proprio_dim)
+                               if decode_vectors and "proprio" in self.modalities else None)
         if projection:
             self.project_feat = Projection(cfg.feat, cfg.hidden, cfg.projection)
             self.project_embed = Projection(self.image_embed_dim, cfg.hidden, cfg.projection)

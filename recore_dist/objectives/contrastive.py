@@ -82,16 +82,28 @@ def info_nce(query: Tensor, key: Tensor, inverse_temperature: Tensor | float, *,
 
 
 class InverseTemperature(nn.Module):
-    """A learned ``lambda = exp(w)``, clamped to ``[min, max]`` (CoRe: learned inverse temperature)."""
+    """A learned inverse temperature ``lambda``.
 
-    def __init__(self, init: float = 10.0, *, minimum: float = 1.0, maximum: float = 100.0):
+    ``kind="exp"``: ``lambda = exp(w)``, ``init`` is ``lambda``'s initial value, clamped to
+    ``[minimum, maximum]`` (CURL-style, ReCoRe and CoRAL here). ``kind="softplus"``: ``lambda =
+    softplus(w)``, ``init`` is the initial raw ``w`` and there is no clamp (apple/ml-core's CoRe:
+    ``w`` starts at 1.0).
+    """
+
+    def __init__(self, init: float = 10.0, *, minimum: float = 1.0, maximum: float = 100.0,
+                 kind: Literal["exp", "softplus"] = "exp"):
         super().__init__()
-        if not minimum <= init <= maximum:
+        if kind not in ("exp", "softplus"):
+            raise ValueError(f"inverse temperature kind={kind!r} must be exp or softplus")
+        if kind == "exp" and not minimum <= init <= maximum:
             raise ValueError(f"inverse temperature init {init} outside [{minimum}, {maximum}]")
-        self.log_value = nn.Parameter(torch.tensor(math.log(init)))
+        self.kind = kind
+        self.log_value = nn.Parameter(torch.tensor(math.log(init) if kind == "exp" else float(init)))
         self.minimum, self.maximum = minimum, maximum
 
     def forward(self) -> Tensor:
+        if self.kind == "softplus":
+            return F.softplus(self.log_value)
         return self.log_value.exp().clamp(self.minimum, self.maximum)
 
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from recore_dist import parallel
 from recore_dist.models.config import ModelConfig
-from recore_dist.models.heads import Projection
+from recore_dist.models.heads import Projection, VectorDecoder
 from recore_dist.models.nets import mlp
 from recore_dist.models.rssm import State
 from recore_dist.models.world_model import Spaces, WorldModel, encoder_inputs, symlog
@@ -94,21 +94,6 @@ class CoRALConfig:
         return {"image": self.image_scale, "proprio": self.proprio_scale}
 
 
-class ProprioDecoder(nn.Module):
-    """Latent feature ``[..., F]`` -> symlog proprioception ``[..., P]`` (an MLP)."""
-
-    def __init__(self, cfg: ModelConfig, proprio_dim: int):
-        super().__init__()
-        self.net = mlp(cfg.feat, cfg.hidden, max(1, cfg.mlp_layers), proprio_dim)
-
-    def forward(self, feat: Tensor) -> Tensor:
-        return self.net(feat).float()
-
-    def loss(self, pred: Tensor, proprio: Tensor) -> Tensor:
-        """Per-row ``[B, T]``: squared error per dimension (mean), in symlog space."""
-        return (pred - symlog(proprio.float())).square().mean(-1)
-
-
 class CoRAL(Objective):
     """The CoRAL world-model objective; see the module docstring."""
 
@@ -121,7 +106,8 @@ class CoRAL(Objective):
                              f"from the env's 'proprio' observation), got {spaces.proprio_dim}")
         decoders = ("image",) if cfg.image_loss == "reconstruction" else ()
         modalities = (*modalities, *(m for m in cfg.modalities if m not in modalities))
-        super().__init__(WorldModel(model, spaces, decoders=decoders, modalities=modalities), dynamics)
+        super().__init__(WorldModel(model, spaces, decoders=decoders, modalities=modalities,
+                                    **dynamics.heads(decode_vectors=False)), dynamics)  # its own proprio loss
         self.cfg = cfg
         self.batch_keys = self.wm.modalities
         contrastive = [m for m, kind in cfg.losses.items() if kind == "contrastive"]
@@ -132,7 +118,7 @@ class CoRAL(Objective):
                                         for m in contrastive})
         self.temperatures = nn.ModuleDict({m: InverseTemperature(cfg.inverse_temperature) for m in contrastive})
         if cfg.proprio_loss == "reconstruction":
-            self.proprio_decoder = ProprioDecoder(model, spaces.proprio_dim)
+            self.proprio_decoder = VectorDecoder(model, spaces.proprio_dim)
 
     def check_batch(self, batch: Batch) -> None:
         super().check_batch(batch)

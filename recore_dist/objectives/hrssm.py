@@ -167,7 +167,7 @@ class HRSSM(Objective):
 
     def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: HRSSMConfig, *,
                  modalities: tuple[str, ...] = ("image",)):
-        super().__init__(WorldModel(model, spaces, modalities=modalities), dynamics)
+        super().__init__(WorldModel(model, spaces, modalities=modalities, **dynamics.heads()), dynamics)
         self.cfg = cfg
         self.batch_keys = self.wm.modalities
         self.cube_side = cube_side(cfg.mask_side, model.image_size)

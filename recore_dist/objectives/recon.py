@@ -38,7 +38,8 @@ class Recon(Objective):
 
     def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: ReconConfig, *,
                  modalities: tuple[str, ...] = ("image",)):
-        super().__init__(WorldModel(model, spaces, decoders=("image",), modalities=modalities), dynamics)
+        super().__init__(WorldModel(model, spaces, decoders=("image",), modalities=modalities,
+                                    **dynamics.heads()), dynamics)
         self.cfg = cfg
         self.batch_keys = self.wm.modalities
 

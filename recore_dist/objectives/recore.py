@@ -106,7 +106,8 @@ class ReCoRe(Objective):
     def __init__(self, model: ModelConfig, spaces: Spaces, dynamics: DynamicsConfig, cfg: ReCoReConfig, *,
                  modalities: tuple[str, ...] = ("image",)):
         decoders = () if cfg.aux_target == "none" else (cfg.aux_target,)
-        wm = WorldModel(model, spaces, decoders=decoders, projection=True, modalities=modalities)
+        wm = WorldModel(model, spaces, decoders=decoders, projection=True, modalities=modalities,
+                        **dynamics.heads())
         super().__init__(wm, dynamics)
         self.cfg = cfg
         extra = tuple(m for m in wm.modalities if m != "image")
