@@ -185,6 +185,10 @@ def summarise(method: str, history: list[dict[str, float]], seconds: list[float]
         out["ssl_accuracy"] = float(np.mean([h[SSL_METRIC[method]] for h in tail]))
         out["ssl_chance"] = float(np.mean([h[SSL_CHANCE[method]] for h in tail]))
         out["ssl_accuracy_start"] = float(np.mean([h[SSL_METRIC[method]] for h in history[:10]]))
+        blocks = np.array_split(np.array([h[SSL_METRIC[method]] for h in history]), min(10, len(history)))
+        out["ssl_curve"] = [float(b.mean()) for b in blocks]  # mean per tenth of the updates: still rising?
+        if "wm/inverse_temperature" in tail[-1]:
+            out["inverse_temperature_end"] = float(np.mean([h["wm/inverse_temperature"] for h in tail]))
     if method == "hrssm":
         out["ssl_metric"] = "wm/latent_recon_error"
         out["latent_recon_error_start"] = float(np.mean([h["wm/latent_recon_error"] for h in history[:10]]))

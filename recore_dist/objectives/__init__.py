@@ -30,7 +30,9 @@ class ObjectiveConfig:
     """Observation fields the world model encodes, one encoder each (``image`` always; add
     ``proprio`` for the task vector: navigation's goal distance and bearing). Pixels only by
     default (the DMC-from-pixels setting); the navigation presets set ``[image, proprio]``, since
-    an image-only agent cannot see its goal. CoRAL always adds ``proprio``."""
+    an image-only agent cannot see its goal. CoRAL always adds ``proprio``. Every objective also
+    decodes an encoded ``proprio`` from ``[h, z]`` (``dynamics.vector_scale``): the policy reads
+    only the latent, so the goal must survive into it; see ``DynamicsConfig.vector_scale``."""
     dynamics: DynamicsConfig = dataclasses.field(default_factory=DynamicsConfig)
     """KL / reward / continue weights shared by every objective."""
     recore: ReCoReConfig = dataclasses.field(default_factory=ReCoReConfig)
