@@ -239,3 +239,36 @@ def test_core_learner_options_update(overrides):
     metrics = learner.update(synthetic_batch())
     assert CORE_KEYS <= set(metrics) and all(math.isfinite(v) for v in metrics.values())
 
+
+
+def test_core_defaults_follow_ml_core_and_survive_a_save_and_reload():
+    """``core`` as apple/ml-core's DCS config: 64 Gaussian latents, KL 0.01 / balance 0.5 / free
+    1.0, latent SAC with actor / critic Adam 1e-3 and the critic's gradients into the model,
+    inverse temperature softplus(1) with its own rate 2e-3, world-model clip 10; the resolved
+    config reloads to itself (a resumed run and every acting Policy build the same model)."""
+    from recore_dist import config as config_lib
+    from recore_dist.learner import LearnerConfig
+
+    cfg = tiny_learner_config("core")
+    assert cfg.model.classes == 0 and cfg.model.stoch == 64
+    assert cfg.behavior.kind == "sac" and cfg.actor_opt.lr == 1e-3 and cfg.critic_opt.lr == 1e-3
+    assert cfg.behavior.sac.critic_grad_to_model and cfg.behavior.sac.alpha_init == pytest.approx(0.1)
+    assert config_lib.from_dict(LearnerConfig, config_lib.to_dict(cfg)) == cfg
+    learner = Learner(cfg, Spaces(action_dim=1))
+    dyn = learner.objective.dynamics
+    assert (dyn.kl_scale, dyn.kl_balance, dyn.free_nats) == (0.01, 0.5, 1.0)
+    assert learner.model_opt_cfg.clip == 10.0
+    lam = learner.objective.temperature
+    assert float(lam()) == pytest.approx(math.log1p(math.e))  # softplus(1)
+    groups = learner.model_opt.param_groups
+    temp_group = [g for g in groups if any(p is lam.log_value for p in g["params"])]
+    assert len(temp_group) == 1 and temp_group[0]["lr"] == 2e-3 and len(temp_group[0]["params"]) == 1
+    assert sum(len(g["params"]) for g in groups) == len(learner.wm_params)
+    # the user's explicit choices win; other objectives keep DreamerV2's KL and imagination
+    mine = tiny_learner_config("core", **{"objective.core.latents": "model", "behavior.kind": "imagine",
+                                          "objective.dynamics.kl_scale": 0.5})
+    assert mine.model.classes == 4 and mine.behavior.kind == "imagine" and mine.actor_opt.lr == 8e-5
+    assert Learner(mine, Spaces(action_dim=1)).objective.dynamics.kl_scale == 0.5
+    recore = Learner(tiny_learner_config("recore"), Spaces(action_dim=1))
+    assert recore.cfg.behavior.kind == "imagine" and recore.model_opt_cfg.clip == 100.0
+    assert (recore.objective.dynamics.kl_scale, recore.objective.dynamics.kl_balance) == (1.0, 0.8)

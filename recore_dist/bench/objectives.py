@@ -336,6 +336,20 @@ def _cpu_name() -> str:
     return (name or platform.processor()) + (" (avx512_bf16)" if _cpu_has_bf16() else "")
 
 
+def _common_columns(name: str, row: dict[str, Any]) -> str:
+    """method, s/update, clip fraction and the self-supervised columns of a table row."""
+    ssl = "-" if row["ssl_accuracy"] is None else f"{row['ssl_accuracy']:.3f}"
+    chance = "-" if row["ssl_chance"] is None else f"{row['ssl_chance']:.4f}"
+    if name == "hrssm":
+        ssl, chance = f"{row['latent_recon_error_end']:.3f}", f"({row['latent_recon_error_start']:.3f})"
+    return f"{name:<8}{row['seconds_per_update']:>7.2f}{row['clip_fraction']:>6.0%}{ssl:>9}{chance:>8}"
+
+
+def _top_shares(row: dict[str, Any]) -> str:
+    top = sorted(row["grad_share"].items(), key=lambda kv: -kv[1])[:3]
+    return ", ".join(f"{k} {v:.0%}" for k, v in top)
+
+
 def format_table(result: dict[str, Any]) -> str:
     if result["task"] == NAV_ENV:
         return format_nav_table(result)
@@ -348,16 +362,9 @@ def format_table(result: dict[str, Any]) -> str:
              f"{'method':<8}{'s/upd':>7}{'clip':>6}{'ssl acc':>9}{'chance':>8}{'reward err':>12}{'ratio':>7}"
              f"{'depth err':>11}{'ratio':>7}  largest gradient share"]
     for name, row in rows.items():
-        ssl = "-" if row["ssl_accuracy"] is None else f"{row['ssl_accuracy']:.3f}"
-        chance = "-" if row["ssl_chance"] is None else f"{row['ssl_chance']:.4f}"
-        if name == "hrssm":
-            ssl, chance = f"{row['latent_recon_error_end']:.3f}", f"({row['latent_recon_error_start']:.3f})"
-        top = sorted(row["grad_share"].items(), key=lambda kv: -kv[1])[:3]
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in top)
-        lines.append(f"{name:<8}{row['seconds_per_update']:>7.2f}{row['clip_fraction']:>6.0%}{ssl:>9}{chance:>8}"
-                     f"{row['reward_error_train']:>6.2f}/{row['reward_error_heldout']:<5.2f}"
+        lines.append(f"{_common_columns(name, row)}{row['reward_error_train']:>6.2f}/{row['reward_error_heldout']:<5.2f}"
                      f"{row['probe_ratio']['reward']:>7.2f}{row['depth_error_train']:>5.2f}/"
-                     f"{row['depth_error_heldout']:<5.2f}{row['probe_ratio']['depth']:>7.2f}  {shares}")
+                     f"{row['depth_error_heldout']:<5.2f}{row['probe_ratio']['depth']:>7.2f}  {_top_shares(row)}")
     lines.append("errors: normalised MSE train/held-out split on test episodes (same states); ratio = held-out / "
                  "train; hrssm's ssl column: latent reconstruction error at the end (start)")
     return "\n".join(lines)
@@ -373,12 +380,8 @@ def format_nav_table(result: dict[str, Any]) -> str:
              f"{'method':<8}{'s/upd':>7}{'clip':>6}{'ssl acc':>9}{'chance':>8}{'goal R2 held-out':>18}"
              f"{'(train scenes)':>16}  largest gradient share"]
     for name, row in rows.items():
-        ssl = "-" if row["ssl_accuracy"] is None else f"{row['ssl_accuracy']:.3f}"
-        chance = "-" if row["ssl_chance"] is None else f"{row['ssl_chance']:.4f}"
-        top = sorted(row["grad_share"].items(), key=lambda kv: -kv[1])[:3]
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in top)
-        lines.append(f"{name:<8}{row['seconds_per_update']:>7.2f}{row['clip_fraction']:>6.0%}{ssl:>9}{chance:>8}"
-                     f"{row['goal_probe_r2']:>18.3f}{row['goal_probe_r2_train']:>16.3f}  {shares}")
+        lines.append(f"{_common_columns(name, row)}{row['goal_probe_r2']:>18.3f}{row['goal_probe_r2_train']:>16.3f}"
+                     f"  {_top_shares(row)}")
     lines.append("goal R2: ridge probe from [h, z] to goal distance, sin and cos of bearing, fitted on train-scene "
                  "frames; R^2 on held-out-scene frames (and on unseen train-scene segments)")
     return "\n".join(lines)
