@@ -45,7 +45,7 @@ def test_bench_compare_trains_and_evaluates_each_method_on_both_splits(tmp_path)
     small = [*tiny, "env.size=32", "replay.prefill=64", "replay.chunk_length=16", "learner.batch_size=4",
              "learner.batch_length=8", "ray.envs_per_runner=2", "ray.train_seconds=1.0", "ray.collect_steps=8",
              "eval.num_envs=1"]
-    args = ["compare", "--minutes", "0.4", "--methods", "core,coral", "--episodes", "1", "--logdir", str(tmp_path)]
+    args = ["compare", "--minutes", "1.0", "--methods", "core,coral", "--episodes", "1", "--logdir", str(tmp_path)]
     for item in small:
         args += ["--set", item]
     r = _bench(*args)

@@ -291,7 +291,9 @@ def run_bench(*, methods: tuple[str, ...] | list[str] = METHODS, updates: int = 
     if env == NAV_ENV:
         from recore_dist.bench.nav_probe import collect_nav_probe_data
 
-        data_args = {"env_name": env, "episodes": max(episodes, 8), "length": 100, "seed": seed, "cache_dir": cache_dir}
+        # many short segments: each is one start-goal pair, and the probe must see many goals
+        data_args = {"env_name": env, "episodes": max(3 * episodes, 8), "length": 64, "seed": seed,
+                     "cache_dir": cache_dir}
         collect_nav_probe_data(**data_args)  # once, cached for the children
     else:
         data_args = {"episodes": episodes, "length": 126, "seed": seed, "cache_dir": cache_dir}
