@@ -432,3 +432,43 @@ def test_navigation_metrics():
     assert out == {"success_rate": 0.5, "spl": 0.375, "num_episodes": 4}
     empty = navigation_metrics([])
     assert empty["num_episodes"] == 0 and math.isnan(empty["success_rate"]) and math.isnan(empty["spl"])
+
+
+def test_agent_action_repeat_scores_every_control_period():
+    """``action_repeat=k`` is k control periods of the paper-faithful task per agent action:
+    the same pose and image as k single steps, their rewards summed (each period's progress and
+    wall penalty), time limit in control periods, early stop at success."""
+    single, repeated = PointGoalNavEnv(seed=3), PointGoalNavEnv(seed=3, action_repeat=3)
+    obs_a, _ = single.reset()
+    obs_b, _ = repeated.reset()
+    np.testing.assert_array_equal(obs_a["image"], obs_b["image"])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        action = rng.uniform(-1, 1, 2).astype(np.float32)
+        rewards = []
+        for _ in range(3):
+            obs_a, r, *_ = single.step(action)
+            rewards.append(r)
+        obs_b, r_b, terminated, truncated, _ = repeated.step(action)
+        assert r_b == pytest.approx(sum(rewards), abs=1e-9)
+        np.testing.assert_array_equal(obs_a["image"], obs_b["image"])
+        np.testing.assert_allclose(obs_a["proprio"], obs_b["proprio"])
+        if terminated or truncated:
+            break
+    # 500 control periods at 3 per action: the 167th action truncates
+    short = PointGoalNavEnv(seed=3, action_repeat=3, max_steps=10)
+    short.reset()
+    outcomes = [short.step(np.zeros(2, np.float32))[3] for _ in range(4)]
+    assert outcomes == [False, False, False, True] and short._steps == 10
+    # success ends the repeat at once: start next to the goal
+    near = PointGoalNavEnv(seed=3, action_repeat=4)
+    near.reset()
+    goal = near._goal
+    path = near.shortest_path()
+    before = path[-2] if len(path) > 1 else near.physics.data.qpos[:2]
+    d = (goal - before) / np.linalg.norm(goal - before)  # approach along the planned path's last leg
+    near.set_pose(*(goal - 0.45 * d), float(np.arctan2(d[1], d[0])))
+    _, reward, terminated, _, info = near.step(np.array([1.0, 0.0], np.float32))
+    assert terminated and reward > 5 and info["episode_length"] <= 4
+    with pytest.raises(ValueError, match="action_repeat"):
+        PointGoalNavEnv(action_repeat=0)

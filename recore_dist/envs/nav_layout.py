@@ -30,7 +30,7 @@ CAMERA_FORWARD = 0.05
 CAMERA_FOVY = 90.0
 PLAN_MARGIN = 0.1
 START_JITTER = 0.15
-TIMESTEP = 0.025  # seconds per physics step; action_repeat=4 -> 0.1 s per env step
+TIMESTEP = 0.025  # seconds per physics step; physics_steps=4 -> one 0.1 s control period
 MAX_FORWARD_SPEED = 0.5  # m/s
 MAX_TURN_RATE = 1.5  # rad/s
 PROPRIO_DIM = 5

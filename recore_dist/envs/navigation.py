@@ -13,8 +13,12 @@ A low robot (collision sphere of radius 0.17 m, roughly a Turtlebot's footprint)
 ``(forward speed, turn rate)``, scaled to 0.5 m/s and 1.5 rad/s. Before every physics step the
 joint velocities are set to the commanded body velocity rotated into the world frame (a
 kinematic differential drive); MuJoCo's contact solver then stops the robot at walls. The
-physics timestep is 0.025 s and ``action_repeat=4`` physics steps make one env step, so the
-control period is **0.1 s** (10 Hz, as iGibson's ``action_timestep``). The robot's own geoms are
+physics timestep is 0.025 s and ``physics_steps=4`` physics steps make one control period of
+**0.1 s** (10 Hz, as iGibson's ``action_timestep``). ``action_repeat`` (default 1) repeats each
+agent action for that many control periods: every period is scored as in the paper-faithful
+task (its own progress, its own -0.1 if it touched a wall, the success check), the rewards are
+summed, a success ends the repeat early, ``max_steps`` still counts control periods, and only
+the last period is rendered (an agent at ``action_repeat=k`` renders ``k`` times less). The robot's own geoms are
 in geom group 3, which the camera does not draw, so it never sees itself.
 
 Scenes
@@ -126,9 +130,10 @@ class PointGoalNavEnv(gym.Env):
         depth / segmentation / clean_image: add these targets (``clean_image`` equals ``image``).
         split: ``"train"`` or ``"heldout"`` scene pool.
         seed: seeds the episode draws (scene, start, goal, heading); ``reset(seed=...)`` re-seeds.
-        max_steps: time limit in env steps (truncation).
+        max_steps: time limit in control periods (truncation), whatever ``action_repeat``.
         num_scenes: pool size (default 8 train, 4 held-out).
-        action_repeat: physics steps of 0.025 s per env step (4: 0.1 s control period).
+        physics_steps: physics steps of 0.025 s per control period (4: 0.1 s, 10 Hz).
+        action_repeat: control periods per agent action (1: the paper's 10 Hz agent).
         scene: fix the scene index (``None``: draw one per episode).
         scene_seed: base seed of the scene pools (layouts and palettes).
         success_distance: success radius in metres (0.36, iGibson's ``dist_tol``).
@@ -156,7 +161,8 @@ class PointGoalNavEnv(gym.Env):
         seed: int | None = None,
         max_steps: int = 500,
         num_scenes: int | None = None,
-        action_repeat: int = 4,
+        physics_steps: int = 4,
+        action_repeat: int = 1,
         scene: int | None = None,
         scene_seed: int = 0,
         success_distance: float = 0.36,
@@ -173,9 +179,11 @@ class PointGoalNavEnv(gym.Env):
         self.size = base.check_size(size)
         self.split = _check_split(split)
         self.max_steps = int(max_steps)
+        self.physics_steps = int(physics_steps)
         self.action_repeat = int(action_repeat)
-        if self.max_steps < 1 or self.action_repeat < 1:
-            raise ValueError(f"max_steps and action_repeat must be >= 1, got {max_steps!r}, {action_repeat!r}")
+        if self.max_steps < 1 or self.physics_steps < 1 or self.action_repeat < 1:
+            raise ValueError(f"max_steps, physics_steps and action_repeat must be >= 1, got {max_steps!r}, "
+                             f"{physics_steps!r}, {action_repeat!r}")
         if reward_distance not in ("geodesic", "euclidean"):
             raise ValueError(f"reward_distance must be 'geodesic' or 'euclidean', got {reward_distance!r}")
         self.scenes = scene_pool(self.split, num_scenes, scene_seed)
@@ -329,31 +337,14 @@ class PointGoalNavEnv(gym.Env):
             raise ValueError(f"action must be finite float32 (2,) = (forward, turn), got {action!r}")
         a = np.clip(action, -1.0, 1.0)
         speed, turn = float(a[0]) * MAX_FORWARD_SPEED, float(a[1]) * MAX_TURN_RATE
-        physics = self.physics
-        model, data = physics.model.ptr, physics.data.ptr
-        qpos, qvel = physics.data.qpos, physics.data.qvel
-        collided = False
+        reward, collided_any, success = 0.0, False, False
         for _ in range(self.action_repeat):
-            yaw = qpos[2]
-            qvel[0] = speed * math.cos(yaw)
-            qvel[1] = speed * math.sin(yaw)
-            qvel[2] = turn
-            mujoco.mj_step(model, data)
-            collided = collided or physics.data.ncon > 0
-        xy = np.array(qpos[:2], np.float64)
-        self._path_length += float(np.linalg.norm(xy - self._prev_xy))
-        self._prev_xy = xy
-        self._steps += 1
-
-        potential = self._distance_potential(xy)
-        reward = self._potential - potential
-        self._potential = potential
-        if collided:
-            reward -= self.collision_penalty
-        reward -= self.time_penalty
-        success = bool(np.linalg.norm(self._goal - xy) < self.success_distance)
-        if success:
-            reward += self.success_reward
+            period_reward, collided, success = self._control_period(speed, turn)
+            reward += period_reward
+            collided_any = collided_any or collided
+            if success or self._steps >= self.max_steps:
+                break
+        collided = collided_any
         truncated = not success and self._steps >= self.max_steps
         last = success or truncated
         self._done = last
@@ -372,6 +363,35 @@ class PointGoalNavEnv(gym.Env):
                 {k: info[k] for k in ("scene_id", "split", "success", "spl", "path_length", "shortest_path_length")}
             )
         return obs, float(reward), success, truncated, info
+
+    def _control_period(self, speed: float, turn: float) -> tuple[float, bool, bool]:
+        """One 0.1 s control period at the commanded body velocity: ``(reward, touched a wall,
+        reached the goal)``; the path length and the period counter advance."""
+        physics = self.physics
+        model, data = physics.model.ptr, physics.data.ptr
+        qpos, qvel = physics.data.qpos, physics.data.qvel
+        collided = False
+        for _ in range(self.physics_steps):
+            yaw = qpos[2]
+            qvel[0] = speed * math.cos(yaw)
+            qvel[1] = speed * math.sin(yaw)
+            qvel[2] = turn
+            mujoco.mj_step(model, data)
+            collided = collided or physics.data.ncon > 0
+        xy = np.array(qpos[:2], np.float64)
+        self._path_length += float(np.linalg.norm(xy - self._prev_xy))
+        self._prev_xy = xy
+        self._steps += 1
+        potential = self._distance_potential(xy)
+        reward = self._potential - potential
+        self._potential = potential
+        if collided:
+            reward -= self.collision_penalty
+        reward -= self.time_penalty
+        success = bool(np.linalg.norm(self._goal - xy) < self.success_distance)
+        if success:
+            reward += self.success_reward
+        return float(reward), collided, success
 
     def render(self):
         return self._last_image

@@ -33,8 +33,10 @@ class EnvConfig:
     dynamic: bool = False
     """Interventions change smoothly within episodes (else fixed per episode)."""
     action_repeat: int | None = None
-    """Simulator steps per env step. ``None``: the env's own default (DMC: CoRe Table 6 per task,
-    e.g. 8 on cartpole; navigation: 4, a 0.1 s control period). DreamerV3 uses 2 on every DMC task."""
+    """Control steps per agent action (rewards summed). ``None``: the env's own default (DMC: CoRe
+    Table 6 per task, e.g. 8 on cartpole; DreamerV3 uses 2 on every DMC task; navigation and
+    iGibson: 1, the paper's 10 Hz agent; each 0.1 s control period keeps its own reward terms
+    and the time limit counts periods)."""
 
     def __post_init__(self) -> None:
         if self.action_repeat is not None and self.action_repeat < 1:
