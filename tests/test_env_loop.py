@@ -64,3 +64,33 @@ def test_run_episodes_and_summary(envs):
     stats = summarise(episodes, "eval")
     assert stats["eval/episodes"] == 3 and stats["eval/length"] == 125
     assert summarise([], "eval") == {}
+
+
+def test_blind_prefill_policy_acts_on_prefill_steps_only():
+    """``replay.prefill_policy: blind``: on ``random=True`` steps the goal-vector controller acts
+    (the chunks' actions are its outputs for the observed goal vector); policy steps and the
+    default prefill (uniform actions) are unaffected; non-navigation envs are refused."""
+    from recore_dist import config as config_lib
+    from recore_dist.behavior.baselines import GoalVectorController
+    from recore_dist.envs import make_vector
+    from recore_dist.runtime.config import TrainConfig
+    from recore_dist.runtime.env_loop import EnvLoop, prefill_policy
+
+    data = {"env": {"name": "nav:pointgoal", "size": 32}, "learner": {"model": {"image_size": 32}},
+            "replay": {"prefill_policy": "blind"}, "num_envs": 2}
+    cfg = config_lib.from_dict(TrainConfig, data)
+    blind = prefill_policy(cfg, 2)
+    assert isinstance(blind, GoalVectorController)
+    envs = make_vector("nav:pointgoal", 2, seed=0, size=32)
+    loop = EnvLoop(envs, None, chunk_length=8, prefill_policy=blind)
+    chunks, proprio = [], []
+    for _ in range(8):
+        proprio.append(loop.obs["proprio"].copy())
+        chunks += loop.step(1, random=True)[0]
+    envs.close()
+    assert len(chunks) == 2
+    want = np.stack([GoalVectorController(2).act({"proprio": p}, None) for p in proprio], 1)  # [N, T, 2]
+    np.testing.assert_allclose(np.stack([c.action for c in sorted(chunks, key=lambda c: c.env_index)]), want)
+    assert prefill_policy(config_lib.from_dict(TrainConfig, {**data, "replay": {}}), 2) is None
+    with pytest.raises(ValueError, match="prefill_policy=blind"):
+        config_lib.from_dict(TrainConfig, {"replay": {"prefill_policy": "blind"}})

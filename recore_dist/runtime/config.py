@@ -64,11 +64,19 @@ class ReplayConfig:
     ratio: float = 256.0
     """Replayed steps per env step (DreamerV3 DMC uses 512); sets updates per env step."""
     prefill: int = 2500
-    """Env steps of uniform random actions before learning starts (DreamerV3: 2500 frames' worth)."""
+    """Env steps of prefill actions before learning starts (DreamerV3: 2500 frames' worth)."""
+    prefill_policy: Literal["random", "blind"] = "random"
+    """Who acts during the prefill: ``random`` (uniform actions, DreamerV3; the default and the
+    only choice that counts for a from-scratch result) or ``blind``, the goal-vector controller
+    of ``behavior.baselines`` (navigation and iGibson only: it reads the goal in ``proprio``), so
+    replay starts with some successes. A run that uses ``blind`` must say so wherever it is
+    reported."""
 
     def __post_init__(self) -> None:
         if self.capacity < 1 or self.chunk_length < 2 or self.ratio <= 0 or self.prefill < 0:
             raise ValueError(f"replay settings out of range: {self}")
+        if self.prefill_policy not in ("random", "blind"):
+            raise ValueError(f"replay.prefill_policy={self.prefill_policy!r} must be random or blind")
 
 
 @dataclasses.dataclass
@@ -245,3 +253,6 @@ class TrainConfig:
                              f"{self.learner.model.image_size}; set both")
         if self.replay.chunk_length < 2:
             raise ValueError(f"replay.chunk_length={self.replay.chunk_length} must be >= 2")
+        if self.replay.prefill_policy == "blind" and not self.env.name.startswith(("nav:", "igibson:")):
+            raise ValueError(f"replay.prefill_policy=blind drives by the goal vector of nav:* / igibson:* envs; "
+                             f"{self.env.name} has none (use random)")

@@ -45,11 +45,14 @@ class EnvLoop:
         env_name: stamped on every chunk.
         runner_id: stamped on every chunk.
         seed: seed of the random actions.
+        prefill_policy: who acts on ``random=True`` steps instead of uniform actions (the
+            ``replay.prefill_policy: blind`` controller); ``None``: uniform actions.
     """
 
     def __init__(self, envs: VectorEnv, policy: ActingPolicy | None = None, *, chunk_length: int = 64,
-                 env_name: str = "env", runner_id: int = 0, seed: int = 0, seq_start: int = 0):
-        self.envs, self.policy = envs, policy
+                 env_name: str = "env", runner_id: int = 0, seed: int = 0, seq_start: int = 0,
+                 prefill_policy: ActingPolicy | None = None):
+        self.envs, self.policy, self.prefill_policy = envs, policy, prefill_policy
         self.chunker = (SequenceChunker(envs.num_envs, chunk_length, env_name=env_name, runner_id=runner_id,
                                         seq_start=seq_start) if chunk_length else None)
         self.rng = np.random.default_rng(seed)
@@ -80,11 +83,14 @@ class EnvLoop:
         for _ in range(steps):
             use_random = random or self.policy is None
             start = time.perf_counter()
-            if use_random:
+            if use_random and self.prefill_policy is not None:
+                action = self.prefill_policy.act(self._policy_obs(self.prefill_policy), self.obs["is_first"])
+                version = 0
+            elif use_random:
                 action = self.random_actions()
                 version = 0
             else:
-                action = self.policy.act(self._policy_obs(), self.obs["is_first"], explore=explore)
+                action = self.policy.act(self._policy_obs(self.policy), self.obs["is_first"], explore=explore)
                 version = max(0, self.policy.version)
             chunked = time.perf_counter()
             if self.chunker is not None:
@@ -106,10 +112,10 @@ class EnvLoop:
                 episodes.append(self._episode(i))
         return chunks, episodes
 
-    def _policy_obs(self) -> dict[str, np.ndarray] | np.ndarray:
-        """The observation fields the policy reads (``obs_keys``), or the image for a policy
+    def _policy_obs(self, policy: ActingPolicy) -> dict[str, np.ndarray] | np.ndarray:
+        """The observation fields ``policy`` reads (``obs_keys``), or the image for a policy
         that declares none."""
-        keys = getattr(self.policy, "obs_keys", None)
+        keys = getattr(policy, "obs_keys", None)
         if keys is None:
             return self.obs["image"]
         missing = [k for k in keys if k not in self.obs]
@@ -167,3 +173,13 @@ def summarise(episodes: list[dict[str, Any]], prefix: str) -> dict[str, float]:
         if values:
             out[f"{prefix}/{key}"] = float(np.mean(values))
     return out
+
+
+def prefill_policy(cfg, num_envs: int) -> ActingPolicy | None:
+    """The policy that acts during the replay prefill of ``cfg`` (a ``TrainConfig``): the blind
+    goal-vector controller with ``replay.prefill_policy: blind``, else ``None`` (uniform actions)."""
+    if cfg.replay.prefill_policy != "blind":
+        return None
+    from recore_dist.behavior.baselines import GoalVectorController
+
+    return GoalVectorController(num_envs)

@@ -44,7 +44,7 @@ class EnvRunner:
 
         from recore_dist.behavior import Policy
         from recore_dist.behavior.policy import encoder_modalities
-        from recore_dist.runtime.env_loop import EnvLoop
+        from recore_dist.runtime.env_loop import EnvLoop, prefill_policy
         from recore_dist.runtime.local import make_envs, spaces_of
 
         rt = cfg.ray
@@ -57,7 +57,8 @@ class EnvRunner:
                              modalities=encoder_modalities(cfg.learner.objective))
         self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
                             runner_id=runner_id, seed=seed,
-                            seq_start=time.time_ns() // 1000)  # above any earlier incarnation's seqs
+                            seq_start=time.time_ns() // 1000,  # above any earlier incarnation's seqs
+                            prefill_policy=prefill_policy(cfg, rt.envs_per_runner))
         self.encoder = ChunkEncoder()
         self.in_flight: collections.deque = collections.deque()  # (call ref, payload ref, chunks)
         self.pending_weights: tuple[int, Any] | None = None

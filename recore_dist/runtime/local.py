@@ -26,7 +26,7 @@ from recore_dist.models.world_model import Spaces
 from recore_dist.replay import ReplayRatio, ReplayStore
 from recore_dist.runtime.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from recore_dist.runtime.config import TrainConfig
-from recore_dist.runtime.env_loop import EnvLoop
+from recore_dist.runtime.env_loop import EnvLoop, prefill_policy
 from recore_dist.runtime.evaluator import Evaluator
 from recore_dist.runtime.summaries import log_evaluation, open_loop_grids, open_loop_videos
 
@@ -78,7 +78,8 @@ class LocalRunner:
                              modalities=encoder_modalities(lc.objective))
         self._sync_policy()
         self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
-                            seed=cfg.seed + self.counters["env_steps"])
+                            seed=cfg.seed + self.counters["env_steps"],
+                            prefill_policy=prefill_policy(cfg, cfg.num_envs))
         self.evaluator = Evaluator(cfg, self.spaces, make_env_vector=make_env_vector)
 
     # --------------------------------------------------------------------------- state
