@@ -141,6 +141,8 @@ class PointGoalNavEnv(gym.Env):
         collision_penalty, success_reward, time_penalty: reward terms.
         reward_distance: ``"geodesic"`` (default) or ``"euclidean"`` potential.
         min_goal_cells: minimum start-goal distance on the cell graph.
+        max_goal_cells: maximum start-goal distance on the cell graph (``None``: no limit); a
+            training curriculum moves it between episodes with ``set_max_goal_cells``.
         max_depth: depth is clipped here (metres); the sky reads as ``max_depth``.
         cache_scenes: keep every compiled scene (fast resets) or only the current one.
     """
@@ -172,6 +174,7 @@ class PointGoalNavEnv(gym.Env):
         time_penalty: float = 0.0,
         reward_distance: str = "geodesic",
         min_goal_cells: int = 2,
+        max_goal_cells: int | None = None,
         max_depth: float = 10.0,
         cache_scenes: bool = True,
         render_mode: str | None = "rgb_array",
@@ -197,6 +200,8 @@ class PointGoalNavEnv(gym.Env):
         self.time_penalty = float(time_penalty)
         self.reward_distance = reward_distance
         self.min_goal_cells = int(min_goal_cells)
+        self.max_goal_cells: int | None = None
+        self.set_max_goal_cells(max_goal_cells)
         self.max_depth = float(max_depth)
         self.cache_scenes = bool(cache_scenes)
         self.render_mode = render_mode
@@ -303,9 +308,12 @@ class PointGoalNavEnv(gym.Env):
         n = layout.n
         start_cell = (int(rng.integers(n)), int(rng.integers(n)))
         dist = layout.cell_distances(start_cell)
-        far = np.argwhere(dist >= self.min_goal_cells)
-        if len(far) == 0:  # tiny layouts only: take the farthest cell
-            far = np.argwhere(dist == dist.max())
+        top = np.inf if self.max_goal_cells is None else self.max_goal_cells
+        far = np.argwhere((dist >= self.min_goal_cells) & (dist <= top))
+        if len(far) == 0:  # tiny layouts, or no cell this far from the start: the nearest allowed
+            reachable = dist[dist >= self.min_goal_cells]
+            goal_dist = reachable.min() if reachable.size else dist.max()
+            far = np.argwhere(dist == goal_dist)
         goal_cell = tuple(int(x) for x in far[int(rng.integers(len(far)))])
         start = layout.cell_center(*start_cell) + rng.uniform(-START_JITTER, START_JITTER, 2)
         goal = layout.cell_center(*goal_cell) + rng.uniform(-START_JITTER, START_JITTER, 2)
@@ -392,6 +400,13 @@ class PointGoalNavEnv(gym.Env):
         if success:
             reward += self.success_reward
         return float(reward), collided, success
+
+    def set_max_goal_cells(self, cells: int | None) -> None:
+        """Limit the start-goal distance (cells on the layout's graph) of the next episodes (the
+        training curriculum's level); ``None`` lifts the limit."""
+        if cells is not None and int(cells) < self.min_goal_cells:
+            raise ValueError(f"max_goal_cells={cells} must be >= min_goal_cells={self.min_goal_cells} (or None)")
+        self.max_goal_cells = None if cells is None else int(cells)
 
     def render(self):
         return self._last_image

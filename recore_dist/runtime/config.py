@@ -10,6 +10,7 @@ import dataclasses
 from typing import Literal
 
 from recore_dist.learner import LearnerConfig
+from recore_dist.runtime.curriculum import CurriculumConfig
 
 
 @dataclasses.dataclass
@@ -37,10 +38,15 @@ class EnvConfig:
     Table 6 per task, e.g. 8 on cartpole; DreamerV3 uses 2 on every DMC task; navigation and
     iGibson: 1, the paper's 10 Hz agent; each 0.1 s control period keeps its own reward terms
     and the time limit counts periods)."""
+    curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
+    """Training-only start-goal distance curriculum (``nav:*``; off by default). Evaluation always
+    runs the full task."""
 
     def __post_init__(self) -> None:
         if self.action_repeat is not None and self.action_repeat < 1:
             raise ValueError(f"env.action_repeat={self.action_repeat} must be >= 1 (or null for the env's default)")
+        if self.curriculum.enabled and not self.name.startswith("nav:"):
+            raise ValueError(f"env.curriculum limits navigation's start-goal distance; {self.name} has none")
 
     def options(self, split: str) -> dict:
         """Keyword options of ``recore_dist.envs.make`` for ``split`` (``train`` / ``heldout``)."""

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from recore_dist.data.chunk import ChunkEncoder, ChunkFormatError
+from recore_dist.runtime.curriculum import Curriculum, apply_goal_cells
 
 
 class EnvRunner:
@@ -53,6 +54,8 @@ class EnvRunner:
         seed = cfg.seed + 1000 * (runner_id + 1)
         self.envs = (make_env_vector or make_envs)(cfg, "train", rt.envs_per_runner, seed)
         self.spaces = spaces_of(self.envs)
+        if cfg.env.curriculum.enabled:  # the first level until the driver's first collect call
+            apply_goal_cells(self.envs, Curriculum(cfg.env.curriculum).cells)
         self.policy = Policy(cfg.learner.model, cfg.learner.behavior, self.spaces, num_envs=rt.envs_per_runner,
                              modalities=encoder_modalities(cfg.learner.objective))
         self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
@@ -153,11 +156,14 @@ class EnvRunner:
 
     # ------------------------------------------------------------------------------ main call
     def collect(self, steps: int, *, weights: tuple[int, list] | None = None, random: bool = False,
-                learner_version: int = 0) -> dict[str, Any]:
+                learner_version: int = 0, goal_cells: int | None = None) -> dict[str, Any]:
         """Step every simulator ``steps`` times; returns this call's figures, with where the time
         went: ``env_s`` (step + render), ``policy_s``, ``chunk_s`` (row copies) and ``push_s``
-        (encode, object-store copy, waits for acknowledgements)."""
+        (encode, object-store copy, waits for acknowledgements). ``goal_cells``: the driver's
+        curriculum level (``env.curriculum``), applied to episodes that start from now on."""
         self._offer_weights(weights)
+        if self.cfg.env.curriculum.enabled:
+            apply_goal_cells(self.envs, goal_cells)
         start = time.perf_counter()
         before = {**self.totals, **self.loop.seconds}
         episodes: list[dict[str, Any]] = []

@@ -26,6 +26,7 @@ from recore_dist.models.world_model import Spaces
 from recore_dist.replay import ReplayRatio, ReplayStore
 from recore_dist.runtime.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from recore_dist.runtime.config import TrainConfig
+from recore_dist.runtime.curriculum import Curriculum, apply_goal_cells
 from recore_dist.runtime.env_loop import EnvLoop, prefill_policy
 from recore_dist.runtime.evaluator import Evaluator
 from recore_dist.runtime.summaries import log_evaluation, open_loop_grids, open_loop_videos
@@ -74,6 +75,10 @@ class LocalRunner:
         self.replay = ReplayStore(cfg.replay.capacity, length=lc.batch_length,
                                   keys=self.learner.objective.batch_keys, seed=cfg.seed)
         self.resumed = self._resume()
+        self.curriculum = Curriculum(cfg.env.curriculum)
+        self.curriculum.load_state_dict(self.counters.get("curriculum"))
+        if cfg.env.curriculum.enabled:  # before the loop's first reset draws the first goals
+            apply_goal_cells(self.envs, self.curriculum.cells)
         self.policy = Policy(lc.model, lc.behavior, self.spaces, num_envs=cfg.num_envs,
                              modalities=encoder_modalities(lc.objective))
         self._sync_policy()
@@ -95,6 +100,7 @@ class LocalRunner:
         return True
 
     def checkpoint(self) -> Path:
+        self.counters["curriculum"] = self.curriculum.state_dict()
         state = {"counters": self.counters, "ratio": self.ratio.state_dict(), "updates": self.learner.updates,
                  "version": __version__}
         return save_checkpoint(self.logdir, self.learner, self.replay if self.cfg.keep_replay else None, state)
@@ -139,6 +145,10 @@ class LocalRunner:
                     counters["episodes"] += 1
                     recent = (recent + [ep["return"]])[-20:]
                     logger.scalars({"train/return": ep["return"], "train/length": ep["length"]}, counters["env_steps"])
+                if episodes and cfg.env.curriculum.enabled:
+                    if self.curriculum.observe(episodes):
+                        apply_goal_cells(self.envs, self.curriculum.cells)
+                    logger.scalars(self.curriculum.scalars(), counters["env_steps"])
                 due = self.ratio.updates_due(counters["env_steps"]) if self.replay.num_windows else 0
                 for _ in range(due):
                     metrics = self.learner.update(self.replay.sample(cfg.learner.batch_size))

@@ -37,6 +37,7 @@ from recore_dist import __version__
 from recore_dist import config as config_lib
 from recore_dist.logging import Logger
 from recore_dist.runtime.config import TrainConfig
+from recore_dist.runtime.curriculum import Curriculum
 from recore_dist.runtime.summaries import log_evaluation
 
 CONTROL_FILE = "control.json"
@@ -102,6 +103,8 @@ class Orchestrator:
         self.resumed = state_file.is_file()
         if self.resumed:
             self.counters.update(json.loads(state_file.read_text())["counters"])
+        self.curriculum = Curriculum(cfg.env.curriculum)  # moved by the runners' training episodes
+        self.curriculum.load_state_dict(self.counters.get("curriculum"))
         shard_cfg = ShardConfig(
             capacity=max(cfg.replay.capacity // rt.shards, lc.batch_length), max_bytes=rt.max_bytes,
             length=lc.batch_length, keys=None, chunk_length=cfg.replay.chunk_length, ratio=cfg.replay.ratio,
@@ -229,7 +232,7 @@ class Orchestrator:
         if shards:
             for shard in self.shards:
                 shard.checkpoint.remote()
-        self._checkpoint_counters = dict(self.counters)
+        self._checkpoint_counters = {**self.counters, "curriculum": self.curriculum.state_dict()}
         return self.learners.save(str(tmp / "learner.pt"))
 
     def _finish_checkpoint(self, ref) -> Path:
@@ -454,7 +457,7 @@ class Orchestrator:
         for runner_id, actor in self.runners.items():
             if runner_id not in busy:
                 ref = actor.collect.remote(self.cfg.ray.collect_steps, weights=self.weights, random=random,
-                                           learner_version=self.counters["updates"])
+                                           learner_version=self.counters["updates"], goal_cells=self.curriculum.cells)
                 pending[ref] = ("runner", runner_id)
 
     def _rescale(self, pending: dict) -> None:
@@ -499,6 +502,9 @@ class Orchestrator:
             self.recent.append(ep["return"])
             self.stretch["episode_returns"].append(ep["return"])
             logger.scalars({"train/return": ep["return"], "train/length": ep["length"]}, step)
+        if out["episodes"] and self.cfg.env.curriculum.enabled:
+            self.curriculum.observe(out["episodes"])  # runners take the new level with their next call
+            logger.scalars(self.curriculum.scalars(), step)
         self.bar.update(out["env_steps"])
 
     @property
