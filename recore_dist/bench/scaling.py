@@ -80,10 +80,17 @@ class LocalCluster:
                                 start_new_session=True)
 
     def add_node(self, *, wait: bool = True) -> int:
-        """Start one more worker node (as an autoscaler would); returns its index in ``procs``."""
+        """Start one more worker node (as an autoscaler would); returns its index in ``procs``.
+
+        Each node gets its own temp dir, as nodes on separate machines have: nodes sharing one
+        would share ``runtime_resources``, where one node's runtime-env agent deletes a job's
+        unpacked working dir while another node's driver still imports from it (seen in CI as
+        ``No module named recore_dist.runtime.learner_worker`` in a ``ray job submit`` driver)."""
+        node_tmp = Path(self.tmp) / f"n{len(self.procs)}"
+        node_tmp.mkdir(exist_ok=True)
         self.procs.append(self._popen(
             [self.ray_bin, "start", f"--address={self.address}", f"--num-cpus={self.cpus_per_node}", "--num-gpus=0",
-             "--node-ip-address=127.0.0.1", "--block", *_agent_ports()]))
+             "--node-ip-address=127.0.0.1", f"--temp-dir={node_tmp}", "--block", *_agent_ports()]))
         if wait:
             self._wait_nodes(sum(p.poll() is None for p in self.procs))
         return len(self.procs) - 1
