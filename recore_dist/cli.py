@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="PNG learning curves (evaluation on both splits vs env steps and minutes)")
     plot.add_argument("logdirs", nargs="+", help="run logdirs (each with a tb/ folder)")
-    plot.add_argument("--out", required=True, help="folder for eval_vs_steps.png and eval_vs_minutes.png")
+    plot.add_argument("--out", required=True, help="folder for eval_vs_frames.png and eval_vs_minutes.png")
     plot.add_argument("--labels", default=None, help="comma-separated line labels (default: each run's objective)")
     plot.add_argument("--title", default=None)
 
@@ -93,7 +93,14 @@ def _parser() -> argparse.ArgumentParser:
 
     learn = bench_sub.add_parser("learn", help="train for a wall-clock budget; learned/random/blind on both splits (SR, SPL on navigation)")
     learn.add_argument("--json", action="store_true", help="print one JSON object")
-    learn.add_argument("--minutes", type=float, default=45.0, help="wall-clock training budget")
+    learn.add_argument("--minutes", type=float, default=None,
+                       help="wall-clock training budget per run (default 45 when --frames is not given)")
+    learn.add_argument("--frames", type=int, default=None,
+                       help="env-frame budget per run, action repeat included (matched data across seeds and CPUs)")
+    learn.add_argument("--seeds", type=int, default=1,
+                       help="training seeds per method (each its own run); >1 adds mean / IQM / 95%% bootstrap CI")
+    learn.add_argument("--stamp", default=None,
+                       help="reuse an earlier invocation's run folders: finished runs are read back, others resume")
     learn.add_argument("--config", default="configs/bench_learn.yaml", help="training preset")
     learn.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     learn.add_argument("--episodes", type=int, default=None,
@@ -101,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     learn.add_argument("--methods", default=None,
                        help="comma-separated objectives, each trained under the same budget in its own process")
     learn.add_argument("--parallel", action="store_true",
-                       help="with --methods: run them at once, each pinned to an equal share of the cores")
+                       help="run the (method, seed) runs at once, as many as there are cores, each pinned to its share")
     learn.add_argument("--no-progress", action="store_true")
     actors = bench_sub.add_parser("actors", help="EnvRunner path (step+render+policy+chunk+push) vs raw make_vector")
     actors.add_argument("--json", action="store_true", help="print one JSON object")
@@ -292,9 +299,11 @@ def _bench(args: argparse.Namespace) -> int:
     if args.bench == "learn":
         from recore_dist.bench.learn import format_table, run_bench
 
-        result = run_bench(config_path=args.config, overrides=args.overrides, minutes=args.minutes,
+        minutes = args.minutes if args.minutes is not None or args.frames else 45.0
+        result = run_bench(config_path=args.config, overrides=args.overrides, minutes=minutes, frames=args.frames,
                            episodes=args.episodes, methods=args.methods.split(",") if args.methods else None,
-                           parallel=args.parallel, progress=not args.no_progress)
+                           seeds=args.seeds, parallel=args.parallel, progress=not args.no_progress,
+                           stamp=args.stamp)
         print(json.dumps(result) if args.json else format_table(result))
         return 0
     if args.bench == "actors":

@@ -230,7 +230,7 @@ def test_report_of_a_real_run(run_dir, tmp_path):
     from tests.test_plots import _check_png
 
     written = write_report([load_run(run_dir)], tmp_path / "report")
-    assert {p.name for p in written["images"]} == {"eval_vs_steps.png", "eval_vs_minutes.png",
+    assert {p.name for p in written["images"]} == {"eval_vs_frames.png", "eval_vs_minutes.png",
                                                    "generalization_gap.png", "throughput.png"}
     page = written["html"].read_text()
     for path in written["images"]:

@@ -72,3 +72,27 @@ def test_bench_learn_runs_each_method_and_every_baseline(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "plots" / "eval_vs_minutes.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_bench_learn_seeds_at_a_frame_budget_aggregate_and_read_back(tmp_path):
+    """`--seeds 2 --frames F`: each seed its own run, ended at F env frames (action repeat
+    included), aggregated per split; the same `--stamp` again reads the finished runs back."""
+    common = ["--set", f"logdir={tmp_path}", "--set", "learner.model.size=xxs", "--set", "learner.compile=false",
+              "--set", "replay.prefill=200", "--set", "eval.every=0", "--set", "learner.batch_size=4",
+              "--set", "learner.batch_length=16", "--set", "replay.ratio=8", "--set", "env.action_repeat=2"]
+    args = ["bench", "learn", "--json", "--frames", "800", "--seeds", "2", "--episodes", "2", "--no-progress",
+            "--methods", "recore", "--parallel", *common]
+    result = _cli(*args)
+    rows = result["runs"]["recore"]
+    assert [r["seed"] for r in rows] == [0, 1] and result["budget"] == {"minutes": None, "frames": 800}
+    for r in rows:
+        assert r["action_repeat"] == 2 and r["frames"] == 2 * r["env_steps"]
+        assert 800 <= r["frames"] < 800 + 2 * 4 * 2  # stops at the budget (4 simulators step together)
+        assert r["updates"] > 0 and r["logdir"].endswith(f"-recore-s{r['seed']}")
+    agg = result["aggregate"]["recore"]
+    assert agg["splits"]["train"]["n"] == 2 and len(agg["heldout_over_train"]) == 2
+    assert agg["dreamerv3_at_frames"]["frames"] == min(r["frames"] for r in rows)
+    assert set(agg["targets"]) == {"mean_train_at_least_dreamerv3", "every_seed_heldout_0.8x_train"}
+    again = _cli(*args, "--stamp", result["stamp"], timeout=300)  # finished: read back, not retrained
+    assert again["runs"] == result["runs"]

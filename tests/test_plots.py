@@ -40,7 +40,7 @@ def test_plot_writes_curves_against_steps_and_minutes(tmp_path):
     assert [p[0] for p in runs[0].scalars["eval_policy_train/return"]] == [0, 10_000, 20_000, 30_000, 40_000]
     assert all(p[1] >= 0.0 for p in runs[0].scalars["eval_policy_train/return"])  # minutes since the first event
     paths = plot_runs(runs, tmp_path / "plots", title="test")
-    assert [p.name for p in paths] == ["eval_vs_steps.png", "eval_vs_minutes.png"]
+    assert [p.name for p in paths] == ["eval_vs_frames.png", "eval_vs_minutes.png"]
     for path in paths:
         image = matplotlib.image.imread(path)
         assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
@@ -95,7 +95,7 @@ def test_report_of_two_real_runs_labels_them_by_their_config_difference(tmp_path
                            str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "report"
-    names = {"eval_vs_steps.png", "eval_vs_minutes.png", "generalization_gap.png", "throughput.png"}
+    names = {"eval_vs_frames.png", "eval_vs_minutes.png", "generalization_gap.png", "throughput.png"}
     assert names <= {p.name for p in out.iterdir()}
     for name in names:
         _check_png(out / name)
@@ -104,3 +104,32 @@ def test_report_of_two_real_runs_labels_them_by_their_config_difference(tmp_path
         assert f'src="{name}"' in page
     assert "<code>replay.ratio</code>" in page and "ratio=32" in page and "ratio=16" in page
     assert "logdir</code>" not in page  # differs by construction: not a difference worth a row
+
+
+def test_seeds_of_a_method_are_one_mean_line_with_an_interval_and_frames_count_the_action_repeat(tmp_path):
+    """Three seeds of recore and one of recon on DMC: run frames are env steps x the repeat, the
+    seeds group by label, and both figures are drawn (with DreamerV3's curve on the frames one)."""
+    import matplotlib.image
+
+    from recore_dist.report.curves import group_runs, load_run, plot_runs
+
+    dirs = []
+    for i, (method, scale) in enumerate((("recore", 2.0), ("recore", 2.5), ("recore", 1.5), ("recon", 1.0))):
+        d = tmp_path / f"r{i}"
+        _run(d, method, scale, final=False)
+        (d / "config.yaml").write_text(f"seed: {i}\nenv:\n  name: dmc:cartpole-swingup\n  action_repeat: 2\n"
+                                       f"learner:\n  objective:\n    name: {method}\n")
+        dirs.append(d)
+    runs = [load_run(d) for d in dirs]
+    assert {r.frames_per_step for r in runs} == {2} and runs[0].env_name == "dmc:cartpole-swingup"
+    assert [[r.logdir.name for r in g] for g in group_runs(runs)] == [["r0", "r1", "r2"], ["r3"]]
+    paths = plot_runs(runs, tmp_path / "plots")
+    assert [p.name for p in paths] == ["eval_vs_frames.png", "eval_vs_minutes.png"]
+    for path in paths:
+        image = matplotlib.image.imread(path)
+        assert image[..., :3].std() > 0.05
+    # the report's config-difference labels keep seeds together (seed is not a difference)
+    from recore_dist.report.curves import label_by_differences
+
+    label_by_differences(runs)
+    assert [r.label for r in runs] == ["recore", "recore", "recore", "recon"]

@@ -335,3 +335,47 @@ def test_sigkill_learner_restarts_from_its_last_checkpoint_with_its_counters(ray
     assert summary["learner_restarts"] >= 1 and orch.learner_pids[0] != pid
     assert summary["updates"] > saved  # restored from the checkpoint's counter, then trained on
     assert _tags(logdir)["runtime/learner_restarts"][-1].value >= 1
+
+
+def test_curriculum_level_reaches_ray_runners_counts_their_episodes_and_resumes(ray_cluster, tmp_path):
+    """`env.curriculum` on the Ray path: the driver's level (not the runners' start) is what the
+    runners' simulators draw goals under, the runners' finished training episodes reach the
+    driver's curriculum, TensorBoard logs the level, and the checkpoint carries it into a resumed
+    run. Promotion itself is tested in tests/test_curriculum.py."""
+    ray = ray_cluster
+    from recore_dist.runtime.orchestrator import Orchestrator
+
+    def cfg(steps):
+        c = ray_config(tmp_path / "run")
+        c.env = config_lib.from_dict(type(c.env), {"name": "nav:pointgoal", "size": 32, "action_repeat": 4,
+                                                    "curriculum": {"enabled": True, "start_cells": 2}})
+        c.learner = config_lib.from_dict(type(c.learner), {
+            "model": dict(TINY_MODEL), "batch_size": 4, "batch_length": 8, "behavior": {"horizon": 4},
+            "device": "cpu", "threads": 1, "objective": {"inputs": ["image", "proprio"]}})
+        c.env_steps = steps
+        return c
+
+    def runner_levels(orch) -> list:
+        return sorted(lvl for actor in orch.runners.values() for lvl in ray.get(actor.__ray_call__.remote(
+            lambda runner: [env.max_goal_cells for env in runner.envs.envs])))
+
+    orch = Orchestrator(cfg(600), progress=False)  # 125 decisions per episode at action repeat 4
+    try:
+        assert orch.curriculum.cells == 2  # the runners start there too, until the driver's first call
+        orch.curriculum.level = 6  # as if promoted on the driver
+        first = orch.run()
+        assert runner_levels(orch) == [6, 6, 6, 6]  # the driver's level reached every runner
+        assert len(orch.curriculum.outcomes) >= 4  # the runners' finished episodes reached the driver
+        assert first["env_steps"] >= 600
+    finally:
+        orch.close()
+    assert [e.value for e in _tags(tmp_path / "run")["train/curriculum_cells"]][-1] == 6.0
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["counters"]
+    assert state["curriculum"]["level"] == 6
+    resumed = Orchestrator(cfg(first["env_steps"] + 64), progress=False)
+    try:
+        assert resumed.resumed and resumed.curriculum.cells == 6
+        resumed.run()
+        assert runner_levels(resumed) == [6, 6, 6, 6]
+    finally:
+        resumed.close()

@@ -26,16 +26,7 @@ from recore_dist.envs import base  # noqa: E402
 from recore_dist.envs.interventions import InterventionConfig, Interventions  # noqa: E402
 from recore_dist.envs.render import FastCamera, make_fast  # noqa: E402
 
-# CoRe paper, Table 6 (action repeat per task); 2 for tasks it does not list (DreamerV2's default).
-ACTION_REPEAT: dict[str, int] = {
-    "ball_in_cup-catch": 4,
-    "cartpole-swingup": 8,
-    "cheetah-run": 4,
-    "finger-spin": 2,
-    "reacher-easy": 4,
-    "walker-walk": 2,
-}
-DEFAULT_ACTION_REPEAT = 2
+from recore_dist.envs.action_repeat import ACTION_REPEAT, DEFAULT_ACTION_REPEAT  # noqa: E402,F401
 DEFAULT_CAMERA: dict[str, int] = {"quadruped": 2}  # as in DreamerV2 / DrQ
 
 

@@ -60,8 +60,14 @@ class CoRALConfig:
     dynamics matter, e.g. occlusions)."""
     image_scale: float = 1.0
     """Weight of the image's loss (InfoNCE, or the normalised per-pixel squared error)."""
-    proprio_scale: float = 1.0
-    """Weight of the proprio loss (symlog squared error per dimension, or InfoNCE)."""
+    proprio_scale: float | None = None
+    """Weight of the proprio loss. ``None``: 10 for ``reconstruction`` (symlog squared error
+    summed over the dimensions, as DreamerV3), 1 for ``contrastive`` (InfoNCE, as the image's).
+    10, as ``dynamics.vector_scale`` of the other objectives and for the same
+    measured reason: at 1 with a mean over dimensions, CoRAL's held-out goal probe on navigation
+    was R^2 -0.03 after 500 updates (docs/BENCHMARKS.md, issue 22); CoRAL's paper weighs each
+    modality's term at 1 beside a pixel loss summed over pixels, so our per-element means need the
+    larger weight for the same balance."""
     inverse_temperature: float = 10.0
     """Initial learned inverse temperature of each contrastive term (clamped to [1, 100])."""
     negative_window: int = 8
@@ -69,6 +75,8 @@ class CoRALConfig:
     (``near_in_time``), as in ReCoRe and CoRe."""
 
     def __post_init__(self) -> None:
+        if self.proprio_scale is None:
+            self.proprio_scale = 10.0 if self.proprio_loss == "reconstruction" else 1.0
         for key in ("image_loss", "proprio_loss"):
             if getattr(self, key) not in LOSS_KINDS:
                 raise ValueError(f"coral.{key}={getattr(self, key)!r} must be one of {list(LOSS_KINDS)}")
@@ -167,7 +175,8 @@ class CoRAL(Objective):
             metrics["wm/recon_image_error"] = value.detach()
         if self.cfg.proprio_loss == "reconstruction":
             value = self.proprio_decoder.loss(self.proprio_decoder(feat), batch["proprio"]).mean()
-            metrics["loss/recon_proprio"] = self.cfg.proprio_scale * value
+            # mean over [B, T, P] times P: summed over the dimensions, as DreamerV3's vector losses
+            metrics["loss/recon_proprio"] = self.cfg.proprio_scale * self.wm.spaces.proprio_dim * value
             metrics["wm/recon_proprio_error"] = value.detach()
         return total(metrics), metrics, post
 

@@ -1,10 +1,18 @@
 """Learning curves as PNG files, from runs' TensorBoard event files (``recore-dist plot``).
 
-One figure per x-axis (env steps, wall-clock minutes), one panel per (metric, split), one line
-per run: the periodic evaluation ``eval_policy_{train,heldout}/{return,success,spl}`` the runners
-log. Where a run has a ``bench_learn.json`` (written by ``recore-dist bench learn``), its final
+One figure per x-axis (env frames, wall-clock minutes), one panel per (metric, split): the
+periodic evaluation ``eval_policy_{train,heldout}/{return,success,spl}`` the runners log. Env
+frames are env steps times the run's action repeat (``EnvConfig.frames_per_step``), so runs at
+different repeats, and reference curves, meet at the same amount of experience.
+
+Runs with the same label (the same method, several training seeds) are drawn as one line, their
+mean, with a shaded 95% percentile-bootstrap interval across seeds (:mod:`recore_dist.bench.stats`),
+each run's curve interpolated onto the evaluation points they share; a single run is its own
+line. Where a run has a ``bench_learn.json`` (written by ``recore-dist bench learn``), its final
 scene-balanced evaluation is drawn as a marker at the run's end, and the baselines of that
-evaluation (random, and the blind goal-vector controller on navigation) as dashed lines.
+evaluation (random, and the blind goal-vector controller on navigation) as grey lines. On DMC
+tasks the frames figure also draws DreamerV3's reference return curve for the clean task
+(:mod:`recore_dist.report.reference`) as a dashed black line.
 
 Wall-clock is measured from the run's first logged event (every scalar's wall time is stored in
 the event file), so periodic evaluation and checkpoint time are inside it, as in the budget.
@@ -31,6 +39,10 @@ class Run:
     scalars: dict[str, list[tuple[int, float, float]]]
     final: dict[str, Any] = field(default_factory=dict)
     """``bench_learn.json`` contents when present."""
+    env_name: str = ""
+    """The run's ``env.name`` (from its saved config), empty when unknown."""
+    frames_per_step: int = 1
+    """Env frames per env step (the resolved action repeat)."""
 
 
 def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float, float]]]:
@@ -67,10 +79,15 @@ def label_of(logdir: Path) -> str:
 
 
 def load_run(logdir: str | Path, label: str | None = None) -> Run:
+    from recore_dist.envs.action_repeat import frames_per_step
+
     logdir = Path(logdir)
     bench = logdir / "bench_learn.json"
     final = json.loads(bench.read_text()) if bench.is_file() else {}
-    return Run(logdir, label or label_of(logdir), read_scalars(logdir / "tb"), final)
+    config = flat_config(logdir)
+    env_name = str(final.get("task") or config.get("env.name") or "")
+    repeat = final.get("action_repeat") or frames_per_step(env_name, config.get("env.action_repeat"))
+    return Run(logdir, label or label_of(logdir), read_scalars(logdir / "tb"), final, env_name, int(repeat))
 
 
 def flat_config(logdir: Path) -> dict[str, Any]:
@@ -104,8 +121,9 @@ def config_differences(runs: list[Run]) -> dict[str, list[Any]]:
 
 
 def label_by_differences(runs: list[Run], max_keys: int = 3) -> None:
-    """Relabel runs by what differs in their configs (``size=xs, ratio=64``), keeping labels unique."""
-    diffs = config_differences(runs)
+    """Relabel runs by what differs in their configs (``size=xs, ratio=64``), keeping labels unique;
+    the training ``seed`` is not a difference: runs that differ only in it stay one group."""
+    diffs = {k: v for k, v in config_differences(runs).items() if k != "seed"}  # seeds of a method: one group
     if not diffs:
         return
     labels = []
@@ -122,12 +140,46 @@ def _metrics(runs: list[Run]) -> list[str]:
     return [m for m in METRICS if m in present]
 
 
+def group_runs(runs: list[Run]) -> list[list[Run]]:
+    """Runs grouped by label (seeds of one method), in order of first appearance."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    return list(groups.values())
+
+
+def _x(run: Run, point: tuple[int, float, float], axis: int) -> float:
+    return point[0] * run.frames_per_step if axis == 0 else point[1]
+
+
+def mean_band(curves: list[list[tuple[float, float]]]) -> tuple[list[float], list[float], list[tuple[float, float]] | None]:
+    """``(x, mean, 95% CI per x or None)`` of several ``[(x, y), ...]`` curves, each interpolated
+    onto the x values of all curves that lie inside every curve's range (one curve: itself)."""
+    import numpy as np
+
+    from recore_dist.bench.stats import bootstrap_ci
+
+    curves = [sorted(c) for c in curves if c]
+    if not curves:
+        return [], [], None
+    if len(curves) == 1:
+        return [p[0] for p in curves[0]], [p[1] for p in curves[0]], None
+    lo, hi = max(c[0][0] for c in curves), min(c[-1][0] for c in curves)
+    grid = sorted({p[0] for c in curves for p in c if lo <= p[0] <= hi})
+    if not grid:
+        return [], [], None
+    ys = np.array([np.interp(grid, [p[0] for p in c], [p[1] for p in c]) for c in curves])  # [runs, grid]
+    return grid, ys.mean(axis=0).tolist(), [bootstrap_ci(ys[:, j], resamples=1000) for j in range(len(grid))]
+
+
 def plot_runs(runs: list[Run], out: str | Path, *, title: str | None = None) -> list[Path]:
-    """Write ``eval_vs_steps.png`` and ``eval_vs_minutes.png`` under ``out``; returns their paths."""
+    """Write ``eval_vs_frames.png`` and ``eval_vs_minutes.png`` under ``out``; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from recore_dist.report.reference import SOURCE, reference_curve
 
     if not runs:
         raise ValueError("no runs to plot")
@@ -137,20 +189,41 @@ def plot_runs(runs: list[Run], out: str | Path, *, title: str | None = None) -> 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    groups = group_runs(runs)
+    tasks = {r.env_name for r in runs}
+    reference = reference_curve(tasks.pop()) if len(tasks) == 1 else None
     paths = []
-    for axis, xlabel, name in ((0, "env steps", "eval_vs_steps.png"), (1, "wall-clock minutes", "eval_vs_minutes.png")):
+    for axis, xlabel, name in ((0, "env frames (action repeat included)", "eval_vs_frames.png"),
+                               (1, "wall-clock minutes", "eval_vs_minutes.png")):
         fig, axes = plt.subplots(len(metrics), len(SPLITS), figsize=(5.0 * len(SPLITS), 3.2 * len(metrics)),
                                  squeeze=False, sharex=True)
         for row, metric in enumerate(metrics):
             for col, split in enumerate(SPLITS):
                 ax = axes[row][col]
-                for k, run in enumerate(runs):
+                right = 0.0
+                for k, group in enumerate(groups):
                     colour = colours[k % len(colours)]
-                    points = run.scalars.get(f"eval_policy_{split}/{metric}", [])
-                    if points:
-                        ax.plot([p[axis] for p in points], [p[2] for p in points], "-o", ms=3, color=colour,
-                                label=run.label)
-                    _final_marks(ax, run, split, metric, axis, colour)
+                    tag = f"eval_policy_{split}/{metric}"
+                    curves = [[(_x(r, p, axis), p[2]) for p in r.scalars.get(tag, [])] for r in group]
+                    xs, mean, band = mean_band(curves)
+                    right = max([right, *xs])
+                    if xs and band is None:
+                        ax.plot(xs, mean, "-o", ms=3, color=colour, label=group[0].label)
+                    elif xs:
+                        ax.plot(xs, mean, "-", lw=1.6, color=colour,
+                                label=f"{group[0].label} (mean of {len(group)} seeds, 95% CI)")
+                        ax.fill_between(xs, [b[0] for b in band], [b[1] for b in band], color=colour, alpha=0.2,
+                                        lw=0)
+                    for run in group:
+                        right = max(right, _final_marks(ax, run, split, metric, axis, colour))
+                if axis == 0 and metric == "return" and reference is not None and right > 0:
+                    xs = sorted(x for x in reference if x <= right * 1.05)
+                    upper = min((x for x in reference if x > right * 1.05), default=None)
+                    if upper is not None:
+                        xs.append(upper)
+                    ax.plot(xs, [reference[x] for x in xs], "--", color="black", lw=1.2,
+                            label="DreamerV3, clean task (10 seeds)")
+                    ax.set_xlim(0, right * 1.05)
                 ax.set_title(f"{METRICS[metric]}, {split} split")
                 ax.grid(alpha=0.3)
                 if row == len(metrics) - 1:
@@ -161,11 +234,14 @@ def plot_runs(runs: list[Run], out: str | Path, *, title: str | None = None) -> 
                 if lab not in handles:
                     handles[lab] = h
                     labels.append(lab)
-        fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=min(len(labels), 6),
+        fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=min(len(labels), 4),
                    frameon=False)
         if title:
             fig.suptitle(title)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        footer = 0.06 * ((len(labels) + 3) // 4)
+        if axis == 0 and reference is not None:
+            fig.text(0.01, 0.005, SOURCE, fontsize=6, color="grey")
+        fig.tight_layout(rect=(0, footer, 1, 1))
         path = out / name
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -173,18 +249,22 @@ def plot_runs(runs: list[Run], out: str | Path, *, title: str | None = None) -> 
     return paths
 
 
-def _final_marks(ax, run: Run, split: str, metric: str, axis: int, colour: str) -> None:
-    """The final balanced evaluation of a ``bench learn`` run (a star) and its baselines (dashed)."""
+def _final_marks(ax, run: Run, split: str, metric: str, axis: int, colour: str) -> float:
+    """The final balanced evaluation of a ``bench learn`` run (a star) and its baselines (grey);
+    returns the star's x (0 without one)."""
     evaluation = run.final.get("eval") or {}
     key = SUMMARY_KEY[metric]
     learned = (evaluation.get("learned") or {}).get(split, {})
+    x = 0.0
     if key in learned:
-        x = run.final["env_steps"] if axis == 0 else run.final["train_seconds"] / 60.0
+        frames = run.final.get("frames", run.final["env_steps"] * run.frames_per_step)
+        x = frames if axis == 0 else run.final["train_seconds"] / 60.0
         ax.plot([x], [learned[key]], "*", ms=11, color=colour, label=f"{run.label}, final ({int(learned['episodes'])} ep.)")
-    for policy, style in (("random", ":"), ("blind", "--")):
+    for policy, style in (("random", ":"), ("blind", "-.")):
         value = (evaluation.get(policy) or {}).get(split, {}).get(key)
         if value is not None:
             ax.axhline(value, ls=style, color="grey", lw=1, label=f"{policy} policy")
+    return x
 
 
 def _figure_of_tags(runs: list[Run], panels: list[tuple[str, str]], axis: int, xlabel: str, path: Path,

@@ -1,7 +1,7 @@
 """``recore-dist report DIR [DIR ...] --out OUT``: every plot of :mod:`recore_dist.report.curves`
 for a set of runs, and an ``index.html`` that shows them with the runs' config differences.
 
-Writes under ``OUT``: ``eval_vs_steps.png``, ``eval_vs_minutes.png`` (evaluation return, and SR /
+Writes under ``OUT``: ``eval_vs_frames.png``, ``eval_vs_minutes.png`` (evaluation return, and SR /
 SPL on navigation, on both splits), ``generalization_gap.png``, ``throughput.png`` (env steps/s,
 updates/s), and ``index.html``: a table of the runs (label, logdir, last evaluation per split,
 env steps, updates), a table of the config keys whose values differ between them, and the

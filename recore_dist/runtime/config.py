@@ -48,6 +48,13 @@ class EnvConfig:
         if self.curriculum.enabled and not self.name.startswith("nav:"):
             raise ValueError(f"env.curriculum limits navigation's start-goal distance; {self.name} has none")
 
+    def frames_per_step(self) -> int:
+        """Simulator control steps per env step (the resolved action repeat): env frames are
+        ``env_steps * frames_per_step()``."""
+        from recore_dist.envs.action_repeat import frames_per_step
+
+        return frames_per_step(self.name, self.action_repeat)
+
     def options(self, split: str) -> dict:
         """Keyword options of ``recore_dist.envs.make`` for ``split`` (``train`` / ``heldout``)."""
         opts = {"size": self.size, "depth": self.depth, "segmentation": self.segmentation,
