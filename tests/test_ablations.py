@@ -48,6 +48,20 @@ def test_ablation_presets_train_the_terms_they_name(preset):
     assert objective.wm.encoder.convs[0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("preset", sorted(ABLATIONS))
+def test_navigation_ablation_presets_change_only_the_objective_of_the_nav_bench_preset(preset):
+    """configs/ablations/nav/*: the same ablations over configs/bench_nav.yaml (issue 23), for
+    `bench learn` at the navigation preset's budget and settings."""
+    cfg = config_lib.load(TrainConfig, ROOT / "configs" / "ablations" / "nav" / f"{preset}.yaml")
+    base = config_lib.load(TrainConfig, ROOT / "configs" / "bench_nav.yaml")
+    single = config_lib.load(TrainConfig, ROOT / "configs" / "ablations" / f"{preset}.yaml")
+    assert cfg.logdir == f"runs/bench_nav_ablations/{preset}"
+    assert cfg.env == base.env and cfg.replay == base.replay and cfg.eval == base.eval
+    assert tuple(cfg.learner.objective.inputs) == ("image", "proprio")  # the goal vector stays encoded
+    assert cfg.learner.objective.recore == single.learner.objective.recore  # the ablation's own change
+    assert cfg.learner.model == base.learner.model and cfg.learner.batch_length == base.learner.batch_length
+
+
 def test_unaugmented_views_are_the_raw_frames(monkeypatch):
     cfg = config_lib.load(TrainConfig, ROOT / "configs" / "ablations" / "recore_no_cl.yaml",
                           [f"learner.model.{k}={v}" for k, v in TINY_MODEL.items()] + ["env.size=32"])
