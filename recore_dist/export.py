@@ -68,11 +68,10 @@ def example_inputs(spaces, model, modalities: tuple[str, ...], batch: int = 2) -
 
 def export_policy(run, out: str | Path) -> tuple[Path, Path]:
     """Write ``out`` (the program) and ``out`` with suffix ``.json`` (metadata) for a ``SavedRun``."""
-    from recore_dist.behavior.policy import encoder_modalities
 
     cfg, spaces = run.cfg, run.spaces
     model = cfg.learner.model
-    modalities = encoder_modalities(cfg.learner.objective)
+    modalities = cfg.learner.objective.modalities
     net = PolicyNet(model, cfg.learner.behavior, spaces, modalities=modalities)
     net.load_state_dict({k: torch.as_tensor(v) for k, v in run.weights.items()})
     step = ActingStep(net.eval(), modalities).eval()

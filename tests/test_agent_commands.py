@@ -39,12 +39,11 @@ def _compare_exported(run, program_path: Path, steps: int = 12) -> float:
     """Max |action difference| between the exported program and ``Policy`` (deterministic) on one
     observation sequence of 2 envs with a reset of env 1 in the middle."""
     from recore_dist.behavior import Policy
-    from recore_dist.behavior.policy import encoder_modalities
-    from recore_dist.runtime.local import make_envs
+    from recore_dist.runtime.env_factory import make_envs
 
     cfg = run.cfg
     policy = Policy(cfg.learner.model, cfg.learner.behavior, run.spaces, num_envs=2,
-                    modalities=encoder_modalities(cfg.learner.objective), state_mean=True)
+                    modalities=cfg.learner.objective.modalities, state_mean=True)
     policy.load(run.weights, 0)
     step = torch.export.load(str(program_path)).module()
     envs = make_envs(cfg, "heldout", 2, 7)
@@ -99,7 +98,7 @@ def test_exported_navigation_policy_reads_the_goal(tmp_path):
     from recore_dist.export import export_policy
     from recore_dist.learner import Learner
     from recore_dist.runtime.config import TrainConfig
-    from recore_dist.runtime.local import make_envs, spaces_of
+    from recore_dist.runtime.env_factory import make_envs, spaces_of
     from recore_dist.runtime.saved_run import SavedRun
 
     cfg = config_lib.load(TrainConfig, ROOT / "configs" / "bench_nav.yaml",

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from recore_dist.behavior import Policy
-from recore_dist.behavior.policy import encoder_modalities
 from recore_dist.envs import make, make_vector
 from recore_dist.learner import Learner
 from recore_dist.models.config import ModelConfig
@@ -18,7 +17,7 @@ from recore_dist.models.world_model import MultiEncoder, Spaces, WorldModel
 from recore_dist.objectives import CoRAL, CoRALConfig, DynamicsConfig, Recon, ReconConfig, ReCoRe, ReCoReConfig
 from recore_dist.replay import ReplayStore
 from recore_dist.runtime.env_loop import EnvLoop
-from recore_dist.runtime.local import spaces_of
+from recore_dist.runtime.env_factory import spaces_of
 from tests.learner_utils import TINY_MODEL, synthetic_batch, tiny_learner_config
 
 PROPRIO = 5
@@ -165,8 +164,8 @@ def test_learner_updates_a_coral_model(behavior):
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     assert metrics["learner/skipped"] == 0 and metrics["opt/model_grad_norm"] > 0
     assert learner.objective.batch_keys == ("image", "proprio")
-    assert encoder_modalities(cfg.objective) == ("image", "proprio")
-    assert encoder_modalities(tiny_learner_config("recon").objective) == ("image",)
+    assert cfg.objective.modalities == ("image", "proprio")
+    assert tiny_learner_config("recon").objective.modalities == ("image",)
     del batch["proprio"]
     with pytest.raises(ValueError, match="proprio"):
         learner.update(batch)
@@ -186,7 +185,7 @@ def envs():
 def coral_learner_and_policy(spaces: Spaces, num_envs: int) -> tuple[Learner, Policy]:
     cfg = tiny_learner_config("coral")
     learner = Learner(cfg, spaces)
-    policy = Policy(cfg.model, cfg.behavior, spaces, num_envs=num_envs, modalities=encoder_modalities(cfg.objective))
+    policy = Policy(cfg.model, cfg.behavior, spaces, num_envs=num_envs, modalities=cfg.objective.modalities)
     policy.load(learner.policy_weights(), version=5)
     return learner, policy
 

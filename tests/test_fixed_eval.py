@@ -56,7 +56,7 @@ def test_learned_random_and_blind_on_both_splits():
     from recore_dist.learner import Learner
     from recore_dist.runtime.config import TrainConfig
     from recore_dist.runtime.fixed_eval import evaluate_policies
-    from recore_dist.runtime.local import make_envs, spaces_of
+    from recore_dist.runtime.env_factory import make_envs, spaces_of
 
     cfg = config_lib.load(TrainConfig, "configs/bench_nav.yaml",
                           ["env.size=32", "learner.model.image_size=32", "learner.model.size=xxs",

@@ -13,7 +13,6 @@ from recore_dist import config as config_lib
 from recore_dist.behavior import BehaviorConfig, Policy
 from recore_dist.behavior.actor_critic import Actor, Critic, symlog
 from recore_dist.behavior.distributions import BoundedNormal, TanhNormal
-from recore_dist.behavior.policy import encoder_modalities
 from recore_dist.learner import Learner
 from recore_dist.models.config import ModelConfig
 from recore_dist.models.heads import TargetDecoder
@@ -250,7 +249,7 @@ def test_every_objective_on_nav_acts_on_the_goal(name):
     batch["is_terminal"][:, -1] = True
     out = learner.update(batch)
     assert np.isfinite(out["loss/world_model"])
-    policy = Policy(cfg.model, cfg.behavior, spaces, num_envs=2, modalities=encoder_modalities(cfg.objective))
+    policy = Policy(cfg.model, cfg.behavior, spaces, num_envs=2, modalities=cfg.objective.modalities)
     policy.load(learner.policy_weights(), 1)
     image = np.repeat(synthetic_batch()["image"][:1, 0], 2, axis=0)  # the same frame twice
     goals = np.array([[1.0, 0.0, 1.0, 0.0, 0.0], [6.0, 1.0, 0.0, 0.0, 0.0]], np.float32)  # far left vs near ahead

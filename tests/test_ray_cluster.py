@@ -12,6 +12,7 @@ import pytest
 
 from recore_dist.bench.scaling import LocalCluster
 from tests.test_ray_runtime import _tags, ray_config
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -105,14 +106,14 @@ def test_runners_follow_nodes_joining_and_leaving(tmp_path):
         orch = Orchestrator(cfg, progress=False)
         try:
             thread, box = _run_in_thread(orch, 150)
-            _wait(lambda: len(orch.runners) == 2 and orch.counters["env_steps"] > 0, 90, "2 runners stepping")
+            wait_until(lambda: len(orch.runners) == 2 and orch.counters["env_steps"] > 0, 90, "2 runners stepping")
             extra = cluster.add_node()
-            _wait(lambda: len(orch.runners) == 3, 90, "a runner on the new node")
-            _wait(lambda: len(set(orch.runner_nodes.values())) == 3, 90, "runners reporting from 3 nodes")
+            wait_until(lambda: len(orch.runners) == 3, 90, "a runner on the new node")
+            wait_until(lambda: len(set(orch.runner_nodes.values())) == 3, 90, "runners reporting from 3 nodes")
             steps_before = orch.counters["env_steps"]
             cluster.remove_node(extra)
-            _wait(lambda: len(orch.runners) == 2, 120, "the runner count back to one per alive node")
-            _wait(lambda: orch.counters["env_steps"] > steps_before + 200, 90, "stepping after the node left")
+            wait_until(lambda: len(orch.runners) == 2, 120, "the runner count back to one per alive node")
+            wait_until(lambda: orch.counters["env_steps"] > steps_before + 200, 90, "stepping after the node left")
             thread.join(timeout=240)
             assert not thread.is_alive() and "error" not in box, box.get("error")
             summary = box["summary"]
@@ -124,9 +125,3 @@ def test_runners_follow_nodes_joining_and_leaving(tmp_path):
     assert summary["runners"] == 2 and summary["updates"] > 0, summary
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from recore_dist.data import ChunkFormatError, encode_chunks
 from recore_dist.runtime.config import TrainConfig
 from tests.learner_utils import TINY_MODEL
 from tests.test_replay import stream
+from tests.waiting import sigkill, wait_for_new_pid, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -94,16 +94,9 @@ def test_shard_actor_rejects_malformed_chunks_and_survives_sigkill(ray_cluster, 
     ray.get(shard.insert.remote(encode_chunks(stream(0, 3, 4, seq0=5, step0=20))))  # after the checkpoint
     assert ray.get(shard.size.remote()) == 32
     pid = ray.get(shard.pid.remote())
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.time() + 60
-    while True:
-        try:
-            if ray.get(shard.pid.remote(), timeout=10) != pid:
-                break
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            pass
-        assert time.time() < deadline, "shard did not restart"
-        time.sleep(0.5)
+    sigkill(pid)
+    wait_for_new_pid(lambda: ray.get(shard.pid.remote(), timeout=10), pid, 60, "the shard's restart",
+                     errors=(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError))
     stats = ray.get(shard.stats.remote())
     assert stats["replay/restores"] == 1
     assert stats["replay/steps"] == (32 if log else 20)  # without the log the 12 steps after it are lost
@@ -185,15 +178,12 @@ def test_sigkill_env_runner_mid_run_restarts_and_training_continues(ray_cluster,
     orch = Orchestrator(ray_config(tmp_path / "run"), progress=False)
     try:
         thread, out = _run_in_thread(orch, 70)
-        deadline = time.time() + 60
-        while not (orch.runner_pids and orch.counters["updates"] > 0):
-            assert time.time() < deadline, "no update within 60 s"
-            time.sleep(0.5)
+        wait_until(lambda: orch.runner_pids and orch.counters["updates"] > 0, 60, "a runner and an update")
         victim = min(orch.runner_pids)
         pid = orch.runner_pids[victim]
         before = sum(ray.get([s.size.remote() for s in orch.shards]))
         updates = orch.counters["updates"]
-        os.kill(pid, signal.SIGKILL)
+        sigkill(pid)
         thread.join()
     finally:
         orch.close()
@@ -212,20 +202,14 @@ def test_scale_runners_while_running(ray_cluster, tmp_path):
     seen = []
     try:
         thread, out = _run_in_thread(orch, 60)
-        deadline = time.time() + 40
-        while len(orch.runner_pids) < 1:
-            assert time.time() < deadline
-            time.sleep(0.5)
+        deadline = time.time() + 40  # for the three waits together
+        wait_until(lambda: len(orch.runner_pids) >= 1, deadline - time.time(), "the first runner")
         seen.append(len(orch.runners))
         request_scale(logdir, 3)
-        while len(orch.runner_pids) < 3:
-            assert time.time() < deadline, f"scale-up not seen: {orch.runner_pids}"
-            time.sleep(0.5)
+        wait_until(lambda: len(orch.runner_pids) >= 3, deadline - time.time(), "the scale-up to 3 runners")
         seen.append(len(orch.runners))
         request_scale(logdir, 2)
-        while len(orch.runners) != 2:
-            assert time.time() < deadline
-            time.sleep(0.5)
+        wait_until(lambda: len(orch.runners) == 2, deadline - time.time(), "the scale-down to 2 runners")
         seen.append(len(orch.runners))
         thread.join()
     finally:
@@ -245,13 +229,9 @@ def test_killed_driver_resumes_with_the_same_counters(ray_cluster, tmp_path):
     cmd = [sys.executable, "-m", "recore_dist.cli", "train", "--config", str(tmp_path / "cfg.yaml"), "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     state_file = logdir / "checkpoint" / "state.json"
-    deadline = time.time() + 240
-    while not (state_file.is_file() and json.loads(state_file.read_text())["counters"]["updates"] > 0):
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-        assert time.time() < deadline, "no checkpoint with updates"
-        time.sleep(1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    wait_until(lambda: state_file.is_file() and json.loads(state_file.read_text())["counters"]["updates"] > 0,
+               240, "a checkpoint with updates", poll=1, proc=proc)
+    sigkill(proc)
     saved = json.loads(state_file.read_text())["counters"]
     from recore_dist.runtime.orchestrator import Orchestrator
 
@@ -279,14 +259,12 @@ def test_two_learners_train_survive_a_sigkilled_rank_and_resume_with_one(ray_clu
     try:
         assert orch.learners.size == 2 and orch.learners.backend == "gloo"
         thread, out = _run_in_thread(orch, 75)
-        deadline = time.time() + 60
-        while not (orch.counters["updates"] > 0 and (logdir / "checkpoint" / "learner.pt").is_file()):
-            assert time.time() < deadline, "no update and checkpoint within 60 s"
-            time.sleep(0.5)
+        wait_until(lambda: orch.counters["updates"] > 0 and (logdir / "checkpoint" / "learner.pt").is_file(),
+                   60, "an update and a checkpoint")
         pids = orch.learners.pids()
         assert len(set(pids)) == 2
         saved = json.loads((logdir / "checkpoint" / "state.json").read_text())["counters"]["updates"]
-        os.kill(pids[1], signal.SIGKILL)
+        sigkill(pids[1])
         thread.join()
     finally:
         orch.close()
@@ -320,13 +298,11 @@ def test_sigkill_learner_restarts_from_its_last_checkpoint_with_its_counters(ray
     orch = Orchestrator(ray_config(logdir, checkpoint_every_s=3), progress=False)
     try:
         thread, out = _run_in_thread(orch, 60)
-        deadline = time.time() + 60
-        while not (orch.learner_pids and (logdir / "checkpoint" / "state.json").is_file()):
-            assert time.time() < deadline, "no learner result and checkpoint within 60 s"
-            time.sleep(0.5)
+        wait_until(lambda: orch.learner_pids and (logdir / "checkpoint" / "state.json").is_file(),
+                   60, "a learner result and a checkpoint")
         saved = json.loads((logdir / "checkpoint" / "state.json").read_text())["counters"]["updates"]
         pid = orch.learner_pids[0]
-        os.kill(pid, signal.SIGKILL)
+        sigkill(pid)
         thread.join()
     finally:
         orch.close()

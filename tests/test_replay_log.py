@@ -4,7 +4,6 @@ dropped and counted at every byte offset, logs of another schema are refused."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from recore_dist.data import encode_chunks
 from recore_dist.replay import log as log_lib
 from recore_dist.replay.log import ReplayLog, ReplayLogError, read_segment, segments
 from recore_dist.replay.shard import ReplayShard, ShardConfig
+from tests.waiting import sigkill
 from tests.test_replay import stream
 
 CHUNK = 4
@@ -146,8 +146,7 @@ def test_sigkill_right_after_n_acknowledged_inserts_loses_none_of_them(tmp_path,
             acked = int(line.split()[1])
         if line.startswith("done"):
             break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    sigkill(proc)
     assert acked == n
     shard = ReplayShard(_config(folder, capacity=capacity))
     stats = shard.stats()

@@ -3,15 +3,14 @@
 Built from the same configs as the learner and loaded from a weights snapshot
 (``Learner.policy_weights()``: a flat ``{name: numpy array}`` dict, so it crosses process and
 machine boundaries as plain arrays). It filters each env's observations with the posterior and
-samples (``explore=True``) or takes the mode of the actor. The encoder reads the modalities the
-objective's world model reads (``encoder_modalities``): the image, or image and proprioception
-for CoRAL.
+samples (``explore=True``) or takes the mode of the actor. The encoder reads the fields the
+objective's world model reads, which the objective's config answers
+(``ObjectiveConfig.modalities``): the image, or image and proprioception.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,12 +22,6 @@ from recore_dist.models.rssm import RSSM, State
 from recore_dist.models.world_model import IMAGE_ONLY, MultiEncoder, Spaces, encoder_inputs, make_encoder
 
 Weights = dict[str, np.ndarray]
-
-
-def encoder_modalities(objective: Any) -> tuple[str, ...]:
-    """Observation fields the world model of an ``ObjectiveConfig`` encodes
-    (``ObjectiveConfig.modalities``: its ``inputs`` plus what the objective needs)."""
-    return tuple(getattr(objective, "modalities", IMAGE_ONLY))
 
 
 class PolicyNet(nn.Module):
@@ -49,7 +42,7 @@ class Policy:
         model, behavior: the learner's configs.
         spaces: the env's spaces (``proprio_dim`` when proprioception is encoded).
         num_envs: envs stepped together.
-        modalities: observation fields the encoder reads (``encoder_modalities(objective cfg)``);
+        modalities: observation fields the encoder reads (``ObjectiveConfig.modalities``);
             they are the policy's ``obs_keys``.
         device: torch device.
         state_mean: filter with the posterior's mode instead of a sample (DreamerV2's

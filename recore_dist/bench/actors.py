@@ -30,7 +30,7 @@ class _RawStepper:
         import numpy as np
         import torch
 
-        from recore_dist.runtime.local import make_envs
+        from recore_dist.runtime.env_factory import make_envs
 
         torch.set_num_threads(1)
         self.envs = make_envs(cfg, "train", num_envs, cfg.seed)

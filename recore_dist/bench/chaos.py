@@ -41,7 +41,7 @@ def _template(cfg):
     import numpy as np
 
     from recore_dist.data import SequenceChunk
-    from recore_dist.runtime.local import make_envs
+    from recore_dist.runtime.env_factory import make_envs
 
     envs = make_envs(cfg, "train", 1, cfg.seed)
     try:

@@ -171,3 +171,8 @@ class CoRAL(ReCoRe):
     """CoRAL on the same runtime (``CoRALConfig``: objective ``coral``)."""
 
     config_class = CoRALConfig
+
+
+for _algo in (ReCoRe, CoRe, HRSSM, CoRAL):  # ``ReCoReConfig()`` builds ReCoRe, ``CoReConfig()`` CoRe, ...
+    assert _algo.config_class.algo_name == _algo.__name__, (_algo, _algo.config_class)
+    _algo.config_class.default_algo_class = _algo

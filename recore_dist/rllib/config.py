@@ -59,16 +59,18 @@ class ReCoReConfig(AlgorithmConfig):
     """
 
     algo_name = "ReCoRe"
-    """The ``Algorithm`` class (in ``recore_dist.rllib.algorithm``) this config builds."""
+    """The name of the ``Algorithm`` this config builds (Tune's trainable name)."""
+    default_algo_class: type | None = None
+    """The ``Algorithm`` class this config builds when none is given: set by
+    ``recore_dist.rllib.algorithm`` beside each class (which imports this module, never the
+    reverse), and always set once ``recore_dist.rllib`` is imported."""
     objective_name = "recore"
     """The objective this config class trains by default (each variant's config sets its own)."""
     default_recore: dict[str, Any] = {}
     """The variant's default ``TrainConfig`` fields (e.g. CoRe's latent SAC behaviour)."""
 
     def __init__(self, algo_class=None):
-        from recore_dist.rllib import algorithm
-
-        super().__init__(algo_class=algo_class or getattr(algorithm, self.algo_name))
+        super().__init__(algo_class=algo_class or type(self).default_algo_class)
         self.env = "dmc:cartpole-swingup"
         self.num_env_runners = 2
         self.num_envs_per_env_runner = 4

@@ -44,9 +44,8 @@ class EnvRunner:
         import torch
 
         from recore_dist.behavior import Policy
-        from recore_dist.behavior.policy import encoder_modalities
         from recore_dist.runtime.env_loop import EnvLoop, prefill_policy
-        from recore_dist.runtime.local import make_envs, spaces_of
+        from recore_dist.runtime.env_factory import make_envs, spaces_of
 
         rt = cfg.ray
         torch.set_num_threads(rt.runner_threads)
@@ -57,7 +56,7 @@ class EnvRunner:
         if cfg.env.curriculum.enabled:  # the first level until the driver's first collect call
             apply_goal_cells(self.envs, Curriculum(cfg.env.curriculum).cells)
         self.policy = Policy(cfg.learner.model, cfg.learner.behavior, self.spaces, num_envs=rt.envs_per_runner,
-                             modalities=encoder_modalities(cfg.learner.objective))
+                             modalities=cfg.learner.objective.modalities)
         self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
                             runner_id=runner_id, seed=seed,
                             seq_start=time.time_ns() // 1000,  # above any earlier incarnation's seqs

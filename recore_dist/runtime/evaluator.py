@@ -22,7 +22,7 @@ class Evaluator:
     """
 
     def __init__(self, cfg, spaces, *, make_env_vector=None):
-        from recore_dist.runtime.local import make_envs
+        from recore_dist.runtime.env_factory import make_envs
 
         self.cfg, self.spaces = cfg, spaces
         self.make_env_vector = make_env_vector or make_envs
@@ -31,13 +31,12 @@ class Evaluator:
 
     def _loop(self, split: str):
         from recore_dist.behavior import Policy
-        from recore_dist.behavior.policy import encoder_modalities
 
         if split not in self.loops:
             cfg = self.cfg
             seed = cfg.seed + (10_000 if split == "train" else 20_000)
             policy = Policy(cfg.learner.model, cfg.learner.behavior, self.spaces, num_envs=cfg.eval.num_envs,
-                            modalities=encoder_modalities(cfg.learner.objective))
+                            modalities=cfg.learner.objective.modalities)
             envs = self.make_env_vector(cfg, split, cfg.eval.num_envs, seed)
             self.loops[split] = (EnvLoop(envs, policy, chunk_length=0, seed=seed), policy)
         return self.loops[split]

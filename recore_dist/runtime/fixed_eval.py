@@ -97,13 +97,12 @@ def record_episode(cfg, spaces, weights: dict, split: str, *, env_options: dict[
     """The learned policy's first episode on simulator 0 of ``split``'s plan (the same episode the
     plan evaluates first): ``(frames uint8 [T, H, W, 3], episode)``; frame 0 is the reset."""
     from recore_dist.behavior import Policy
-    from recore_dist.behavior.policy import encoder_modalities
 
     options = {**cfg.env.options(split), **(env_options or {})}
     plan = make_plan(cfg.env.name, options, split, 1)
     envs = make_plan_envs(cfg.env.name, options, plan, only=0)
     policy = Policy(cfg.learner.model, cfg.learner.behavior, spaces, num_envs=1,
-                    modalities=encoder_modalities(cfg.learner.objective))
+                    modalities=cfg.learner.objective.modalities)
     policy.load(weights, 0)
     loop = EnvLoop(envs, policy, chunk_length=0, seed=plan.seed)
     try:
@@ -171,7 +170,6 @@ def evaluate_policies(cfg, spaces, weights: dict | None, *, episodes: int, split
     """
     from recore_dist.behavior import Policy
     from recore_dist.behavior.baselines import GoalVectorController
-    from recore_dist.behavior.policy import encoder_modalities
 
     unknown = set(policies) - set(POLICIES)
     if unknown:
@@ -190,7 +188,7 @@ def evaluate_policies(cfg, spaces, weights: dict | None, *, episodes: int, split
                 policy = None
                 if kind == "learned":
                     policy = Policy(cfg.learner.model, cfg.learner.behavior, spaces, num_envs=plan.num_envs,
-                                    modalities=encoder_modalities(cfg.learner.objective))
+                                    modalities=cfg.learner.objective.modalities)
                     policy.load(weights, 0)
                 elif kind == "blind":
                     policy = GoalVectorController(plan.num_envs)

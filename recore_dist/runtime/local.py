@@ -19,35 +19,16 @@ import torch
 from recore_dist import __version__
 from recore_dist import config as config_lib
 from recore_dist.behavior import Policy
-from recore_dist.behavior.policy import encoder_modalities
 from recore_dist.learner import Learner
 from recore_dist.logging import Logger, Rate
-from recore_dist.models.world_model import Spaces
 from recore_dist.replay import ReplayRatio, ReplayStore
 from recore_dist.runtime.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from recore_dist.runtime.config import TrainConfig
 from recore_dist.runtime.curriculum import Curriculum, apply_goal_cells
+from recore_dist.runtime.env_factory import make_envs, spaces_of
 from recore_dist.runtime.env_loop import EnvLoop, prefill_policy
 from recore_dist.runtime.evaluator import Evaluator
 from recore_dist.runtime.summaries import log_evaluation, open_loop_grids, open_loop_videos
-
-
-def make_envs(cfg: TrainConfig, split: str, num_envs: int, seed: int):
-    """The default env factory: a lock-step vector of ``cfg.env`` on ``split``."""
-    from recore_dist.envs import make_vector
-
-    return make_vector(cfg.env.name, num_envs, seed=seed, **cfg.env.options(split))
-
-
-def spaces_of(envs) -> Spaces:
-    """Model spaces from a vector env's first simulator (``proprio_dim`` is 0 without ``proprio``)."""
-    env = envs.envs[0]
-    space = envs.single_action_space
-    obs_space = env.observation_space
-    proprio_dim = int(np.prod(obs_space["proprio"].shape)) if "proprio" in obs_space.spaces else 0
-    return Spaces(action_dim=int(np.prod(space.shape)), image_channels=int(obs_space["image"].shape[-1]),
-                  num_classes=int(getattr(env, "num_classes", 0)), max_depth=float(getattr(env, "max_depth", 10.0)),
-                  proprio_dim=proprio_dim, terminates=bool(getattr(env, "terminates", True)))
 
 
 class LocalRunner:
@@ -80,7 +61,7 @@ class LocalRunner:
         if cfg.env.curriculum.enabled:  # before the loop's first reset draws the first goals
             apply_goal_cells(self.envs, self.curriculum.cells)
         self.policy = Policy(lc.model, lc.behavior, self.spaces, num_envs=cfg.num_envs,
-                             modalities=encoder_modalities(lc.objective))
+                             modalities=lc.objective.modalities)
         self._sync_policy()
         self.loop = EnvLoop(self.envs, self.policy, chunk_length=cfg.replay.chunk_length, env_name=cfg.env.name,
                             seed=cfg.seed + self.counters["env_steps"],

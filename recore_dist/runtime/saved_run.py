@@ -72,7 +72,7 @@ def open_run(logdir: str | Path | None = None, checkpoint: str | Path | None = N
     from recore_dist import config as config_lib
     from recore_dist.learner import Learner
     from recore_dist.runtime.config import TrainConfig
-    from recore_dist.runtime.local import make_envs, spaces_of
+    from recore_dist.runtime.env_factory import make_envs, spaces_of
 
     root, ckpt = resolve(logdir, checkpoint)
     state_path = ckpt / "state.json"
