@@ -8,17 +8,19 @@ the evaluator runs on a timer. Around that loop it:
 - places actors by resources: the learner takes ``ray.learner_gpus`` (a GPU when the cluster
   has one), runners are spread over nodes (``SPREAD``); with ``ray.runners_per_node`` each alive
   node with CPUs gets that many runners pinned to it (soft node affinity), so runners start on
-  nodes that join (the autoscaler adding simulator nodes) and go with nodes that leave;
+  nodes that join (the autoscaler adding simulator nodes) and go with nodes that leave
+  (``runner_pool.RunnerPool``);
 - restarts: every actor has ``max_restarts``/``max_task_retries``; the driver counts restarts
-  (a runner's process id changes) and replaces actors whose restarts ran out;
+  (a runner's process id changes) and replaces actors whose restarts ran out; a failed rank of
+  a data-parallel learner group restarts the group (``learner_group.LearnerSupervisor``);
 - scales: ``recore-dist scale --logdir DIR --runners N`` writes ``DIR/control.json``, which the
   loop reads every ``ray.control_every_s`` and adds or removes runners without a restart;
 - checkpoints every ``ray.checkpoint_every_s``: ``checkpoint/learner.pt`` + ``state.json``
   (counters), while each shard checkpoints its replay under ``replay/`` on its own timer; a new
-  ``recore-dist train`` on the same logdir resumes all of it;
+  ``recore-dist train`` on the same logdir resumes all of it (``checkpoint.CheckpointWriter``);
 - logs to TensorBoard: env frames/s, chunks/s, samples/s, updates/s, replay size and replay
   ratio, weight staleness, rejected chunks, rate-limited calls, restarts, and every learner
-  metric; evaluation returns on both splits and their gap.
+  metric (``throughput.ThroughputWindow``); evaluation returns on both splits and their gap.
 """
 
 from __future__ import annotations
@@ -26,23 +28,23 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recore_dist import __version__
 from recore_dist import config as config_lib
 from recore_dist.logging import Logger
+from recore_dist.runtime.checkpoint import CHECKPOINT, CheckpointWriter
 from recore_dist.runtime.config import TrainConfig
 from recore_dist.runtime.curriculum import Curriculum
+from recore_dist.runtime.runner_pool import RunnerPool
 from recore_dist.runtime.summaries import log_evaluation
+from recore_dist.runtime.throughput import ThroughputWindow
 
 CONTROL_FILE = "control.json"
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job manager in a submitted job's driver
-CHECKPOINT = "checkpoint"
 
 
 def request_scale(logdir: str | Path, runners: int) -> Path:
@@ -88,7 +90,7 @@ class Orchestrator:
         from recore_dist.replay.client import ReplayClient
         from recore_dist.replay.shard import ShardConfig, remote_shard
         from recore_dist.runtime.evaluator import remote_evaluator
-        from recore_dist.runtime.learner_group import LearnerGroup
+        from recore_dist.runtime.learner_group import LearnerGroup, LearnerSupervisor
 
         self.cfg, self.progress = cfg, progress
         self.logdir = Path(cfg.logdir)
@@ -118,16 +120,13 @@ class Orchestrator:
         # Always the run's checkpoint path: a learner restarted after a crash loads the newest one
         # written by then (a fresh run has none until its first checkpoint).
         self.learners = LearnerGroup(cfg, self.spaces, self.replay, str(self.logdir / CHECKPOINT / "learner.pt"))
-        self.learner_pids: dict[int, int] = {}
+        self.supervisor = LearnerSupervisor(self.learners, self.counters)  # restarts; the newest weights
+        self.checkpoints = CheckpointWriter(self.logdir, cfg)
         self.evaluator = remote_evaluator(cfg, self.spaces)
-        self.runners: dict[int, Any] = {}
-        self.runner_pids: dict[int, int] = {}
+        self.pool = RunnerPool(cfg, self.replay, self.counters)  # the env runners, placed by start()
         self.runner_info: dict[int, collections.Counter] = {}
         self.runner_nodes: dict[int, str] = {}  # where each runner last reported from
-        self.runner_homes: dict[int, str | None] = {}  # the node a runner is pinned to (None: spread)
-        self.weights: tuple[int, list] | None = None
         self.stats = collections.Counter()
-        self.target_runners = rt.runners
         self.pending: dict[Any, tuple[str, int]] | None = None  # set by start(): ref -> (kind, id)
         self.recent: collections.deque | None = None
         self.stretch: dict[str, Any] = {"episode_returns": [], "learner_metrics": {}, "throughput": {}}
@@ -148,115 +147,33 @@ class Orchestrator:
                 ray.shutdown()
             raise
 
-    # ------------------------------------------------------------------------------ runners
-    def _add_runner(self, node_id: str | None = None) -> int:
-        """Start a runner: pinned to ``node_id`` (soft affinity: it may restart elsewhere if that
-        node dies) or spread over the nodes with free CPUs."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    # --------------------------------------------------------------------- the job's actors
+    @property
+    def runners(self) -> dict[int, Any]:
+        """The env-runner actors by runner id."""
+        return self.pool.actors
 
-        from recore_dist.runtime.env_runner import remote_runner
+    @property
+    def runner_pids(self) -> dict[int, int]:
+        """Each runner's process id as of its last result."""
+        return self.pool.pids
 
-        runner_id = self.counters["next_runner_id"]
-        self.counters["next_runner_id"] += 1
-        strategy = "SPREAD" if node_id is None else NodeAffinitySchedulingStrategy(node_id, soft=True)
-        self.runners[runner_id] = remote_runner(self.cfg, runner_id, self.replay, scheduling_strategy=strategy)
-        self.runner_homes[runner_id] = node_id
-        return runner_id
+    @property
+    def learner(self):
+        """Rank 0 of the learner group (the only learner when ``ray.learners`` is 1)."""
+        return self.learners.leader
 
-    def _remove_runner(self, runner_id: int, pending: dict | None = None) -> None:
-        import ray
+    @property
+    def learner_pids(self) -> dict[int, int]:
+        """Rank 0's process id as of its last result (``{}`` before one or after a group restart)."""
+        return self.supervisor.pids
 
-        actor = self.runners.pop(runner_id)
-        self.runner_pids.pop(runner_id, None)
-        self.runner_homes.pop(runner_id, None)
-        for ref, (kind, ident) in list((pending or {}).items()):
-            if kind == "runner" and ident == runner_id:
-                pending.pop(ref)
-        ray.kill(actor, no_restart=True)
+    @property
+    def weights(self) -> tuple[int, list] | None:
+        """The newest weights the learner published, ``(version, [ref])`` (``None`` before any)."""
+        return self.supervisor.weights
 
-    def _alive_cpu_nodes(self) -> list[str]:
-        import ray
-
-        return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
-
-    def _place_runners(self, pending: dict | None = None) -> None:
-        """Bring the runners to the wanted count. With ``ray.runners_per_node`` each alive node
-        with CPUs gets that many runners pinned to it, so runners start on nodes that join (an
-        autoscaler adding simulator nodes) and runners homed on nodes that left are dropped;
-        otherwise ``target_runners`` (``recore-dist scale``) runners are spread over the nodes."""
-        per_node = self.cfg.ray.runners_per_node
-        if per_node <= 0:
-            while len(self.runners) < self.target_runners:
-                self._add_runner()
-            while len(self.runners) > self.target_runners:
-                self._remove_runner(max(self.runners), pending)
-            return
-        nodes = self._alive_cpu_nodes()
-        for runner_id, home in list(self.runner_homes.items()):
-            if home not in nodes:
-                self._remove_runner(runner_id, pending)
-        for node in nodes:
-            homed = sorted(r for r, h in self.runner_homes.items() if h == node)
-            for _ in range(per_node - len(homed)):
-                self._add_runner(node)
-            for runner_id in homed[per_node:]:
-                self._remove_runner(runner_id, pending)
-
-    def _read_control(self) -> None:
-        path = self.logdir / CONTROL_FILE
-        if path.is_file():
-            try:
-                self.target_runners = int(json.loads(path.read_text())["runners"])
-            except (ValueError, KeyError, TypeError) as exc:
-                self.stats["control_errors"] += 1
-                print(f"recore-dist: ignoring malformed {path}: {exc}")
-
-    # ------------------------------------------------------------------------------ checkpoint
-    def checkpoint(self) -> Path:
-        """Learner state + counters, atomically (``checkpoint.tmp`` renamed over ``checkpoint``),
-        and a checkpoint of every replay shard; waits for all of it (used at the end)."""
-        import ray
-
-        shard_refs = [s.checkpoint.remote() for s in self.shards]
-        path = self._finish_checkpoint(self._start_checkpoint(shards=False))
-        ray.get(shard_refs)
-        return path
-
-    def _start_checkpoint(self, *, shards: bool = True):
-        """Start the learner's save into ``checkpoint.tmp`` (and, by default, a shard checkpoint,
-        written by each shard's own thread); returns the save call's ref. The driver loop goes on
-        while they write; ``_finish_checkpoint`` completes it."""
-        tmp = self.logdir / f"{CHECKPOINT}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if shards:
-            for shard in self.shards:
-                shard.checkpoint.remote()
-        self._checkpoint_counters = {**self.counters, "curriculum": self.curriculum.state_dict()}
-        return self.learners.save(str(tmp / "learner.pt"))
-
-    def _finish_checkpoint(self, ref) -> Path:
-        import ray
-
-        final, tmp = self.logdir / CHECKPOINT, self.logdir / f"{CHECKPOINT}.tmp"
-        try:
-            updates = ray.get(ref)
-        except ray.exceptions.RayError as exc:
-            print(f"recore-dist: learner save failed ({type(exc).__name__}); keeping the previous checkpoint")
-            return final
-        counters = {**self._checkpoint_counters, "updates": updates,
-                    "seconds": time.perf_counter() - self._started}
-        (tmp / "state.json").write_text(json.dumps({"counters": counters, "version": __version__}, indent=2))
-        config_lib.save(self.cfg, tmp / "config.yaml")
-        old = self.logdir / f"{CHECKPOINT}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-        return final
-
-    # ------------------------------------------------------------------------------ main loop
+    # ---------------------------------------------------------------------------- main loop
     def run(self, *, max_seconds: float | None = None) -> dict[str, Any]:
         """Train to ``cfg.env_steps`` (or for ``max_seconds``), evaluate, checkpoint; returns the
         summary (also written to ``logdir/summary.json``)."""
@@ -282,11 +199,9 @@ class Orchestrator:
         self._started = time.perf_counter() - counters["seconds"]
         self.pending = {}
         self.recent = collections.deque(maxlen=100)
-        self.window = collections.Counter()
-        self.window_start = time.perf_counter()
+        self.window = ThroughputWindow()
         self.last = {"checkpoint": time.perf_counter(), "eval": time.perf_counter(), "control": 0.0}
-        self._read_control()
-        self._place_runners(self.pending)
+        self._rescale(self.pending)
         self.pending[self.learners.train(cfg.ray.train_seconds)] = ("learner", 0)
 
     def advance(self, *, seconds: float = 0.0, env_steps: int = 0, until_env_steps: int | None = None,
@@ -311,42 +226,47 @@ class Orchestrator:
                 break
             if until_env_steps is None and now - began >= seconds and counters["env_steps"] - first_steps >= env_steps:
                 break
-            self._submit_idle_runners(pending)
+            self._submit_idle_runners(pending)  # every idle runner collects with the newest weights
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=rt.control_every_s)
-            for ref in ready:
+            for ref in ready:  # route each result; what died is replaced or restarted there
                 self._handle(ref, train_again=True)
-            now = time.perf_counter()
-            if now - self.last["control"] >= rt.control_every_s:
-                self.last["control"] = now
-                self._rescale(pending)
-                elapsed = now - self.window_start
-                if elapsed >= 5.0:
-                    self._log_throughput(elapsed)
-            if rt.eval_every_s and now - self.last["eval"] >= rt.eval_every_s and self.weights \
-                    and not any(k == "eval" for k, _ in pending.values()):
-                self.last["eval"] = now
-                pending[self.evaluator.evaluate_ref.remote(*self.weights, videos=self.cfg.eval.videos)] = ("eval", 0)
-            if rt.checkpoint_every_s and now - self.last["checkpoint"] >= rt.checkpoint_every_s \
-                    and not any(k in ("save", "images") for k, _ in pending.values()):
-                self.last["checkpoint"] = now
-                pending[self._start_checkpoint()] = ("save", 0)
-                pending[self.learners.image_summaries(self.cfg.eval.videos)] = ("images", 0)
+            self._on_clock(time.perf_counter())  # scale, log throughput, evaluate, checkpoint
             self.bar.set_postfix(upd=counters["updates"], runners=len(self.runners),
                                  ret=f"{np.mean(list(self.recent)[-20:]):.1f}" if self.recent else "-", refresh=False)
         return {**self.stretch, "env_steps": counters["env_steps"] - first_steps,
                 "updates": counters["updates"] - first_updates, "seconds": time.perf_counter() - began}
 
+    def _on_clock(self, now: float) -> None:
+        """The timed work: every ``ray.control_every_s`` rescale the runners and log throughput
+        (windows of 5 s or more); every ``ray.eval_every_s`` evaluate the newest weights; every
+        ``ray.checkpoint_every_s`` start a checkpoint and the learner's image summaries."""
+        rt, pending = self.cfg.ray, self.pending
+        if now - self.last["control"] >= rt.control_every_s:
+            self.last["control"] = now
+            self._rescale(pending)
+            elapsed = now - self.window.start
+            if elapsed >= 5.0:
+                self._log_throughput(elapsed)
+        if rt.eval_every_s and now - self.last["eval"] >= rt.eval_every_s and self.weights \
+                and not any(k == "eval" for k, _ in pending.values()):
+            self.last["eval"] = now
+            pending[self.evaluator.evaluate_ref.remote(*self.weights, videos=self.cfg.eval.videos)] = ("eval", 0)
+        if rt.checkpoint_every_s and now - self.last["checkpoint"] >= rt.checkpoint_every_s \
+                and not any(k in ("save", "images") for k, _ in pending.values()):
+            self.last["checkpoint"] = now
+            pending[self.checkpoints.start(self.learners, self.shards, self._checkpoint_counters())] = ("save", 0)
+            pending[self.learners.image_summaries(self.cfg.eval.videos)] = ("images", 0)
+
     def finish(self) -> dict[str, Any]:
         """Drain the runners, evaluate the final weights, checkpoint; returns the summary."""
-        import ray
-
         counters = self.counters
         self._drain()
-        self._log_throughput(max(time.perf_counter() - self.window_start, 1e-3))
+        self._log_throughput(max(time.perf_counter() - self.window.start, 1e-3))
         final_eval: dict[str, float] = {}
         if self.weights:
-            final_eval = log_evaluation(self.logger, self._evaluate_latest(videos=self.cfg.eval.videos),
-                                        counters["env_steps"], max_frames=self.cfg.eval.video_frames)
+            results = self.supervisor.evaluate(self.evaluator, videos=self.cfg.eval.videos)
+            final_eval = log_evaluation(self.logger, results, counters["env_steps"],
+                                        max_frames=self.cfg.eval.video_frames)
         self.checkpoint()
         replay = self.replay.stats()
         recent = list(self.recent)[-20:]
@@ -369,28 +289,21 @@ class Orchestrator:
         self.bar.close()
         self.logger.close()
 
+    # -------------------------------------------------------------------- between stretches
     def recent_returns(self, n: int) -> list[float]:
         """The last ``n`` training episode returns."""
         return list(self.recent)[-n:] if self.recent is not None else []
 
     def evaluate(self) -> dict[str, float]:
         """Evaluate the latest weights on both splits now (``{}`` before the first weights)."""
-        import ray
-
         if not self.weights:
             return {}
-        return log_evaluation(self.logger, self._evaluate_latest(), self.counters["env_steps"])
+        return log_evaluation(self.logger, self.supervisor.evaluate(self.evaluator), self.counters["env_steps"])
 
-    def _evaluate_latest(self, videos: bool = False) -> dict[str, Any]:
-        """Evaluate ``self.weights``. Published weights are owned by the learner process that put
-        them; if it died since (a learner restart), take the restarted learner's and retry."""
-        import ray
-
-        try:
-            return ray.get(self.evaluator.evaluate_ref.remote(*self.weights, videos=videos))
-        except ray.exceptions.ObjectLostError:  # OwnerDiedError too, also when raised inside the evaluator
-            self.weights = ray.get(self.learner.latest_weights.remote())
-            return ray.get(self.evaluator.evaluate_ref.remote(*self.weights, videos=videos))
+    def checkpoint(self) -> Path:
+        """Learner state + counters, atomically (``checkpoint.tmp`` renamed over ``checkpoint``),
+        and a checkpoint of every replay shard; waits for all of it (used at the end)."""
+        return self.checkpoints.write(self.learners, self.shards, self._checkpoint_counters(), self._started)
 
     def save_learner(self, path: str | Path) -> int:
         """Write the learner's full state to ``path``; returns the update count it holds."""
@@ -400,12 +313,11 @@ class Orchestrator:
 
     def load_learner(self, path: str | Path) -> int:
         """Load a learner state (after any call in progress); returns its update count."""
-        import ray
-
         updates = self.learners.load(str(path))
         self.counters["updates"] = updates
         return updates
 
+    # --------------------------------------------------------------------------- loop parts
     def _handle(self, ref, *, train_again: bool) -> None:
         """Consume one finished call; a finished ``train`` is re-issued when ``train_again``."""
         kind, ident = self.pending.pop(ref)
@@ -418,11 +330,35 @@ class Orchestrator:
         elif kind == "eval":
             self._on_eval(ref)
         elif kind == "save":
-            self._finish_checkpoint(ref)
+            self.checkpoints.finish(ref, self._started)
         elif kind == "images":
             self._on_images(ref)
         elif kind == "flush":
             self._on_flush(ref, ident)
+
+    def _submit_idle_runners(self, pending: dict) -> None:
+        busy = {ident for kind, ident in pending.values() if kind == "runner"}
+        random = self.counters["env_steps"] < self.cfg.replay.prefill
+        for runner_id, actor in self.runners.items():
+            if runner_id not in busy:
+                ref = actor.collect.remote(self.cfg.ray.collect_steps, weights=self.weights, random=random,
+                                           learner_version=self.counters["updates"], goal_cells=self.curriculum.cells)
+                pending[ref] = ("runner", runner_id)
+
+    def _rescale(self, pending: dict) -> None:
+        """Read the wanted runner count (``recore-dist scale`` writes ``control.json``) and place
+        the runners for it (and for the nodes alive now)."""
+        path = self.logdir / CONTROL_FILE
+        if path.is_file():
+            try:
+                self.pool.target = int(json.loads(path.read_text())["runners"])
+            except (ValueError, KeyError, TypeError) as exc:
+                self.stats["control_errors"] += 1
+                print(f"recore-dist: ignoring malformed {path}: {exc}")
+        self.pool.place(pending)
+
+    def _checkpoint_counters(self) -> dict[str, Any]:
+        return {**self.counters, "curriculum": self.curriculum.state_dict()}
 
     def _drain(self) -> None:
         """Let the runners' last ``collect`` calls finish and log them. The learner keeps training
@@ -451,19 +387,6 @@ class Orchestrator:
                 self._on_learner(ref)
         pending.clear()
 
-    def _submit_idle_runners(self, pending: dict) -> None:
-        busy = {ident for kind, ident in pending.values() if kind == "runner"}
-        random = self.counters["env_steps"] < self.cfg.replay.prefill
-        for runner_id, actor in self.runners.items():
-            if runner_id not in busy:
-                ref = actor.collect.remote(self.cfg.ray.collect_steps, weights=self.weights, random=random,
-                                           learner_version=self.counters["updates"], goal_cells=self.curriculum.cells)
-                pending[ref] = ("runner", runner_id)
-
-    def _rescale(self, pending: dict) -> None:
-        self._read_control()
-        self._place_runners(pending)
-
     # ------------------------------------------------------------------------------ results
     def _on_runner(self, ref, runner_id: int) -> None:
         import ray
@@ -474,8 +397,8 @@ class Orchestrator:
             self.stats["runner_failures"] += 1
             print(f"recore-dist: env runner {runner_id} failed ({type(exc).__name__}); replacing it")
             if runner_id in self.runners:
-                self._remove_runner(runner_id)
-                self._place_runners(self.pending)  # a fresh one, on a node that is alive
+                self.pool.remove(runner_id)
+                self.pool.place(self.pending)  # a fresh one, on a node that is alive
             return
         if runner_id not in self.runners:
             return  # removed by a scale-down while its call ran
@@ -489,13 +412,9 @@ class Orchestrator:
         info["policy_version"] = out["policy_version"]
         info["first_version"] = info.get("first_version", out["policy_version"])
         self.runner_nodes[runner_id] = out["node_id"]
-        window, logger = self.window, self.logger
+        logger = self.logger
         self.counters["env_steps"] += out["env_steps"]
-        window["env_steps"] += out["env_steps"]
-        for key in ("chunks", "bytes", "chunks_refused", "rate_limited", "push_wait_s"):
-            window[key] += out.get(key, 0.0)
-        window["staleness_sum"] += out["staleness"]
-        window["staleness_n"] += 1
+        self.window.add_collect(out)
         step = self.counters["env_steps"]
         for ep in out["episodes"]:
             self.counters["episodes"] += 1
@@ -506,11 +425,6 @@ class Orchestrator:
             self.curriculum.observe(out["episodes"])  # runners take the new level with their next call
             logger.scalars(self.curriculum.scalars(), step)
         self.bar.update(out["env_steps"])
-
-    @property
-    def learner(self):
-        """Rank 0 of the learner group (the only learner when ``ray.learners`` is 1)."""
-        return self.learners.leader
 
     def _on_flush(self, ref, runner_id: int) -> None:
         """A runner's final ``flush``: the acknowledgements its last ``collect`` left unsettled."""
@@ -534,37 +448,14 @@ class Orchestrator:
             if self.learners.size == 1 and isinstance(exc, ray.exceptions.RayActorError):
                 print(f"recore-dist: learner call failed ({type(exc).__name__}); it restarts from its checkpoint")
                 return
-            self._restart_learners(exc)
+            self.supervisor.restart(exc, self.pending, self.logger)  # every rank, from the checkpoint
             return
-        pid = out.get("pid")
-        if pid is not None:
-            if self.learner_pids.get(0, pid) != pid:  # Ray restarted the learner in place
-                self._note_learner_restart("restarted by Ray from the last checkpoint")
-            self.learner_pids[0] = pid
+        self.supervisor.observe(out, self.logger)  # its process id (a restart in place) and weights
         self.counters["updates"] = out["total_updates"]
-        self.window["updates"] += out["updates"]
-        if out["weights"][1]:
-            self.weights = out["weights"]
+        self.window.add_updates(out["updates"])
         if out["metrics"]:
             self.stretch["learner_metrics"] = out["metrics"]
             self.logger.scalars(out["metrics"], self.counters["env_steps"])
-
-    def _restart_learners(self, exc: BaseException) -> None:
-        """A rank of the data-parallel group failed: every rank starts again from the checkpoint
-        (pending learner calls of the old group are dropped)."""
-        for ref, (kind, _) in list(self.pending.items()):
-            if kind in ("learner", "images", "save"):
-                self.pending.pop(ref)
-        self.learners.restart()
-        self.learner_pids.clear()
-        self._note_learner_restart(f"group of {self.learners.size} restarted from the last checkpoint "
-                                   f"after {type(exc).__name__}: {_last_line(exc)}")
-
-    def _note_learner_restart(self, how: str) -> None:
-        self.counters["learner_restarts"] += 1
-        print(f"recore-dist: learner {how} (restart {self.counters['learner_restarts']})")
-        self.logger.scalars({"runtime/learner_restarts": float(self.counters["learner_restarts"])},
-                            self.counters["env_steps"])
 
     def _on_eval(self, ref) -> None:
         import ray
@@ -590,32 +481,12 @@ class Orchestrator:
 
     def _log_throughput(self, elapsed: float) -> None:
         """Write the throughput window's figures (and start a new window)."""
-        window = self.window
-        replay = self.replay.stats()
-        inserted = sum(s["limiter/inserted_steps"] for s in replay)
-        sampled = sum(s["limiter/sampled_steps"] for s in replay)
-        values = {
-            "perf/env_steps_per_second": window["env_steps"] / elapsed,
-            "perf/chunks_per_second": window["chunks"] / elapsed,
-            "perf/push_megabytes_per_second": window["bytes"] / elapsed / 1e6,
-            "perf/updates_per_second": window["updates"] / elapsed,
-            "perf/samples_per_second": window["updates"] * self.cfg.learner.batch_size * self.learners.size / elapsed,
-            "runtime/runners": float(len(self.runners)),
-            "runtime/restarts": float(self.counters["restarts"]),
-            "runtime/learner_restarts": float(self.counters["learner_restarts"]),
-            "runtime/weight_staleness": window["staleness_sum"] / max(window["staleness_n"], 1),
-            "runtime/rate_limited_inserts": window["rate_limited"],
-            "runtime/push_wait_seconds": window["push_wait_s"],
-            "replay/steps": sum(s["replay/steps"] for s in replay),
-            "replay/rejected_chunks": sum(s["replay/rejected_chunks"] + s["replay/rejected_payloads"] for s in replay),
-            "replay/ratio": sampled / inserted if inserted else 0.0,
-            "replay/shard_restores": sum(s["replay/restores"] for s in replay),
-        }
+        values = self.window.scalars(elapsed, self.replay.stats(), batch_size=self.cfg.learner.batch_size,
+                                     learners=self.learners.size, runners=len(self.runners), counters=self.counters)
         self.logger.scalars(values, self.counters["env_steps"])
         self.logger.flush()
         self.stretch["throughput"] = values
-        window.clear()
-        self.window_start = time.perf_counter()
+        self.window.reset()
 
     def close(self) -> None:
         import ray
@@ -630,14 +501,8 @@ class Orchestrator:
             ray.shutdown()
 
 
-def _last_line(exc: BaseException) -> str:
-    """The innermost message of a (Ray-wrapped) error, for a one-line log."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else type(exc).__name__
-
-
 def _probe_spaces(cfg: TrainConfig):
-    from recore_dist.runtime.local import make_envs, spaces_of
+    from recore_dist.runtime.env_factory import make_envs, spaces_of
 
     envs = make_envs(cfg, "train", 1, cfg.seed)
     try:
