@@ -2,9 +2,10 @@
 
     recore-dist train --config configs/quickstart.yaml [--set key=value ...] [--runner ray|local] [--address auto]
     recore-dist scale --logdir runs/quickstart --runners 4
-    recore-dist bench envs | learner | learners | learn | actors | replay | scaling | chaos | compare | objectives [--json]
+    recore-dist bench envs | learner | learners | learn | policy | actors | replay | scaling | chaos | compare | objectives [--json]
     recore-dist evaluate --logdir runs/quickstart [--split both] [--episodes 10] [--video agent.gif] [--json]
     recore-dist export --logdir runs/quickstart --out policy.pt2
+    recore-dist export --logdir runs/quickstart --format onnx --out policy.onnx
     recore-dist plot runs/bench_nav/RUN_A runs/bench_nav/RUN_B --out docs/plots/nav
 """
 
@@ -49,11 +50,16 @@ def _parser() -> argparse.ArgumentParser:
                           help="override the run's config, e.g. --set env.difficulty=hard")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
-    export = sub.add_parser("export", help="write the acting policy as a torch.export program + metadata JSON")
+    export = sub.add_parser("export", help="write the acting policy as a torch.export program or an ONNX graph, "
+                                           "with a metadata JSON beside it")
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--logdir", help="the run's logdir (its latest checkpoint)")
     source.add_argument("--checkpoint", help="a checkpoint directory or its learner.pt")
-    export.add_argument("--out", default="policy.pt2", help="program file; the metadata goes beside it as .json")
+    export.add_argument("--format", default="torch", choices=("torch", "onnx"),
+                        help="torch: a torch.export program (loads with torch alone); onnx: one ONNX graph with the "
+                             "recurrent state as inputs and outputs (runs under onnxruntime; extra: recore-dist[onnx])")
+    export.add_argument("--out", default=None,
+                        help="the file (default policy.pt2 / policy.onnx); the metadata goes beside it as .json")
 
     plot = sub.add_parser("plot", help="PNG learning curves (evaluation on both splits vs env steps and minutes)")
     plot.add_argument("logdirs", nargs="+", help="run logdirs (each with a tb/ folder)")
@@ -90,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="time learners without / with learner.compile (torch.compile of the step modules)")
     learner.add_argument("--batch-size", type=int, default=16)
     learner.add_argument("--length", type=int, default=64)
+
+    policy = bench_sub.add_parser("policy", help="acting-step latency at batch 1, 1 thread: onnxruntime vs torch")
+    policy.add_argument("--json", action="store_true", help="print one JSON object")
+    policy.add_argument("--config", default="configs/bench_learn.yaml", help="the preset whose policy is timed")
+    policy.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. learner.model.size=xxs")
+    policy.add_argument("--steps", type=int, default=300, help="timed steps per runtime (median reported)")
 
     learn = bench_sub.add_parser("learn", help="train for a wall-clock budget; learned/random/blind on both splits (SR, SPL on navigation)")
     learn.add_argument("--json", action="store_true", help="print one JSON object")
@@ -196,10 +209,18 @@ def _agent_command(args: argparse.Namespace) -> int:
                                   episodes=args.episodes, video=args.video, env=args.env, overrides=args.overrides)
             print(json.dumps(result) if args.json else format_table(result))
             return 0
-        from recore_dist.export import export_policy
         from recore_dist.runtime.saved_run import open_run
 
-        program, meta = export_policy(open_run(args.logdir, args.checkpoint), args.out)
+        run = open_run(args.logdir, args.checkpoint)
+        if args.format == "onnx":
+            from recore_dist.export_onnx import describe, export_onnx
+
+            graph, meta = export_onnx(run, args.out or "policy.onnx")
+            print(f"wrote {graph} ({describe(json.loads(meta.read_text()))}) and {meta} (metadata)")
+            return 0
+        from recore_dist.export import export_policy
+
+        program, meta = export_policy(run, args.out or "policy.pt2")
         print(f"wrote {program} (torch.export program) and {meta} (metadata)")
         return 0
     except (SavedRunError, VideoError, ValueError) as exc:
@@ -285,6 +306,12 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = run_bench(task=args.task, num_envs=args.num_envs, steps=args.steps, size=args.size,
                            repeats=args.repeats)
+        print(json.dumps(result) if args.json else format_table(result))
+        return 0
+    if args.bench == "policy":
+        from recore_dist.bench.policy import format_table, run_bench
+
+        result = run_bench(config=args.config, overrides=args.overrides, steps=args.steps)
         print(json.dumps(result) if args.json else format_table(result))
         return 0
     if args.bench == "learner":

@@ -1,4 +1,6 @@
-"""``recore-dist export``: the acting policy as a file that loads with torch alone.
+"""``recore-dist export``: the acting policy as a file that loads with torch alone
+(``--format torch``, the default) or with ONNX Runtime alone (``--format onnx``,
+:mod:`recore_dist.export_onnx`).
 
 What is written (``--out policy.pt2``):
 
@@ -66,17 +68,28 @@ def example_inputs(spaces, model, modalities: tuple[str, ...], batch: int = 2) -
             torch.zeros(batch, spaces.action_dim, dtype=torch.float32))
 
 
+def acting_step(run) -> ActingStep:
+    """The deterministic acting step of a ``SavedRun``'s policy weights, in eval mode."""
+    cfg, modalities = run.cfg, run.cfg.learner.objective.modalities
+    net = PolicyNet(cfg.learner.model, cfg.learner.behavior, run.spaces, modalities=modalities)
+    net.load_state_dict({k: torch.as_tensor(v) for k, v in run.weights.items()})
+    return ActingStep(net.eval(), modalities).eval()
+
+
+def dynamic_batch() -> tuple[dict[int, Any], ...]:
+    """The batch dimension of all six inputs, one symbol (1 to 4096 environments)."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    return tuple({0: batch} for _ in range(6))
+
+
 def export_policy(run, out: str | Path) -> tuple[Path, Path]:
     """Write ``out`` (the program) and ``out`` with suffix ``.json`` (metadata) for a ``SavedRun``."""
 
     cfg, spaces = run.cfg, run.spaces
     model = cfg.learner.model
     modalities = cfg.learner.objective.modalities
-    net = PolicyNet(model, cfg.learner.behavior, spaces, modalities=modalities)
-    net.load_state_dict({k: torch.as_tensor(v) for k, v in run.weights.items()})
-    step = ActingStep(net.eval(), modalities).eval()
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    dynamic = tuple({0: batch} for _ in range(6))
+    step = acting_step(run)
+    dynamic = dynamic_batch()
     with torch.no_grad():
         program = torch.export.export(step, example_inputs(spaces, model, modalities), dynamic_shapes=dynamic, strict=False)
     out = Path(out)

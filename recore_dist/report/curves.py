@@ -178,6 +178,7 @@ def plot_runs(runs: list[Run], out: str | Path, *, title: str | None = None) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     from recore_dist.report.reference import SOURCE, reference_curve
 
@@ -228,6 +229,8 @@ def plot_runs(runs: list[Run], out: str | Path, *, title: str | None = None) -> 
                 ax.grid(alpha=0.3)
                 if row == len(metrics) - 1:
                     ax.set_xlabel(xlabel)
+                if axis == 0:  # 225000 -> 225k: six-digit frame counts collide on a 5-inch axis
+                    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
         handles, labels = {}, []
         for ax in axes.flat:
             for h, lab in zip(*ax.get_legend_handles_labels()):
