@@ -91,6 +91,17 @@ def test_variants_are_registered_by_name_with_their_objective(name, objective, t
     assert cfg.learner.behavior.kind == ("sac" if name == "CoRe" else "imagine")  # CoRe acts with latent SAC
 
 
+def test_algorithm_classes_export_to_ray_workers_and_configs_build_their_own():
+    """Ray exports an actor class after ``dis.dis(cls, depth=2)`` over it (its collision check):
+    a config <-> algorithm class reference cycle recurses without end there."""
+    import dis
+    import io
+
+    for name, algo in rllib.ALGORITHMS.items():
+        dis.dis(algo, file=io.StringIO(), depth=2)
+        assert algo.config_class().algo_class is algo and algo.config_class.algo_name == name
+
+
 # ------------------------------------------------------------------------------------------ slow
 @pytest.mark.slow
 def test_build_train_save_restore_continues_from_the_same_counters(ray_cluster, tmp_path):

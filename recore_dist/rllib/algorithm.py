@@ -38,7 +38,7 @@ from ray.rllib.utils.metrics import (
 )
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from recore_dist.rllib.config import CoRALConfig, CoReConfig, HRSSMConfig, ReCoReConfig
+from recore_dist.rllib.config import ALGORITHM_CLASSES, CoRALConfig, CoReConfig, HRSSMConfig, ReCoReConfig
 
 LEARNER_FILE = Path("recore") / "learner.pt"
 COUNTERS = "recore_counters"
@@ -174,5 +174,4 @@ class CoRAL(ReCoRe):
 
 
 for _algo in (ReCoRe, CoRe, HRSSM, CoRAL):  # ``ReCoReConfig()`` builds ReCoRe, ``CoReConfig()`` CoRe, ...
-    assert _algo.config_class.algo_name == _algo.__name__, (_algo, _algo.config_class)
-    _algo.config_class.default_algo_class = _algo
+    ALGORITHM_CLASSES[_algo.config_class.algo_name] = _algo

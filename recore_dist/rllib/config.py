@@ -41,6 +41,11 @@ from recore_dist.objectives import OBJECTIVES as OBJECTIVE_CLASSES
 from recore_dist.runtime.config import EnvConfig, TrainConfig
 
 ENV_CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(EnvConfig) if f.name != "name")
+ALGORITHM_CLASSES: dict[str, type] = {}
+"""``algo_name`` -> ``Algorithm`` class, filled by ``recore_dist.rllib.algorithm`` (which imports
+this module, never the reverse) and so complete once ``recore_dist.rllib`` is imported. A module
+table, not a class attribute: config -> algorithm -> config class references make Ray's actor
+export (``dis`` over the class) recurse without end."""
 OBJECTIVES = tuple(OBJECTIVE_CLASSES)
 
 
@@ -59,18 +64,15 @@ class ReCoReConfig(AlgorithmConfig):
     """
 
     algo_name = "ReCoRe"
-    """The name of the ``Algorithm`` this config builds (Tune's trainable name)."""
-    default_algo_class: type | None = None
-    """The ``Algorithm`` class this config builds when none is given: set by
-    ``recore_dist.rllib.algorithm`` beside each class (which imports this module, never the
-    reverse), and always set once ``recore_dist.rllib`` is imported."""
+    """The name of the ``Algorithm`` this config builds (Tune's trainable name); the class itself
+    is looked up in ``ALGORITHM_CLASSES`` when none is given."""
     objective_name = "recore"
     """The objective this config class trains by default (each variant's config sets its own)."""
     default_recore: dict[str, Any] = {}
     """The variant's default ``TrainConfig`` fields (e.g. CoRe's latent SAC behaviour)."""
 
     def __init__(self, algo_class=None):
-        super().__init__(algo_class=algo_class or type(self).default_algo_class)
+        super().__init__(algo_class=algo_class or ALGORITHM_CLASSES.get(self.algo_name))
         self.env = "dmc:cartpole-swingup"
         self.num_env_runners = 2
         self.num_envs_per_env_runner = 4
