@@ -126,10 +126,11 @@ def broadcast_(tensors: list[Tensor], src: int = 0) -> None:
         dist.broadcast(t.data if isinstance(t, torch.nn.Parameter) else t, src)
 
 
-def broadcast_flag(value: bool, device: torch.device, src: int = 0) -> bool:
-    """Rank ``src``'s ``value`` on every rank (the lock-step decisions of the train loop)."""
+def all_true(value: bool, device: torch.device) -> bool:
+    """Whether ``value`` holds on every rank (a MIN all-reduce; the lock-step decisions of the
+    train loop)."""
     if world_size() == 1:
         return value
     flag = torch.tensor([1.0 if value else 0.0], device=device)
-    dist.broadcast(flag, src)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())

@@ -138,3 +138,45 @@ def test_two_ranks_match_one_learner_on_the_concatenated_batch(objective, tmp_pa
     assert out["skipped"] == 0 and out["moved"] > 0
     assert out["dp"] < RELATIVE_TOLERANCE, out
     assert out["b1_only"] > 50 * RELATIVE_TOLERANCE, out  # the check tells a wrong batch apart
+
+
+def _lockstep_rank(rank: int, port: int, out: str) -> None:
+    """Rank 0 holds a batch, rank 1 none (its replay rate-limited): the call ends on both ranks
+    within its time and rank 0 keeps its batch; once rank 1 has one, both update, rank 0 on the
+    batch it kept."""
+    import queue
+    import time
+    import types
+
+    from recore_dist.runtime.learner_worker import LearnerWorker
+
+    parallel.init(rank, 2, "127.0.0.1", port, device=torch.device("cpu"), timeout_s=60)
+    worker = types.SimpleNamespace(batches=queue.Queue(), _held=None, world=2,
+                                   learner=types.SimpleNamespace(device=torch.device("cpu")))
+    if rank == 0:
+        worker.batches.put("b0")
+    t = time.perf_counter()
+    first, _ = LearnerWorker._next_batch(worker, 1.0, t, 0)
+    first_s = time.perf_counter() - t
+    held = worker._held
+    worker.batches.put(f"b{rank}-next")
+    second, _ = LearnerWorker._next_batch(worker, 1.0, time.perf_counter(), 0)
+    torch.save({"first": first, "first_s": first_s, "held": held, "second": second}, out)
+    parallel.shutdown()
+
+
+def test_ranks_update_only_when_every_rank_holds_a_batch(tmp_path):
+    port = parallel.free_port("127.0.0.1")
+    outs = [str(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_lockstep_rank, args=(r, port, outs[r])) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0, f"rank exited with {p.exitcode}"
+    r0, r1 = (torch.load(o, weights_only=False) for o in outs)
+    assert r0["first"] is None and r1["first"] is None  # no update: rank 1 had no batch
+    assert r0["held"] == "b0" and r1["held"] is None
+    assert r0["first_s"] < 10 and r1["first_s"] < 10  # the call's time, not a collective's timeout
+    assert r0["second"] == "b0" and r1["second"] == "b1-next"

@@ -8,9 +8,10 @@ asks for a GPU when the cluster has one (``remote_learner``) and sets its torch 
 
 Data-parallel (``ray.learners: N``, started by ``learner_group.LearnerGroup``): rank ``r`` of
 ``N`` joins a torch.distributed group (``rendezvous`` on rank 0, then ``join`` on all) and every
-``train`` call runs in lock-step: rank 0 decides, before each update, whether there is one more
-(it holds a batch and has time left) and broadcasts that, so all ranks make the same number of
-updates and meet in the same gradient all-reduces. Each rank samples its own batches. Only rank
+``train`` call runs in lock-step: before each update the ranks agree (one all-reduce) whether
+every rank holds a batch within the call's time, so all ranks make the same number of updates and
+meet in the same gradient all-reduces; no rank waits on a peer that the replay's rate limiter
+starves. Each rank samples its own batches. Only rank
 0 publishes weights, writes checkpoints and draws image summaries.
 """
 
@@ -46,6 +47,7 @@ class LearnerWorker:
         if self.restored_from:
             self.learner.load(self.restored_from)
         self.batches: queue.Queue = queue.Queue(maxsize=cfg.ray.prefetch)
+        self._held: Any = None  # a batch drawn but not used: a peer had none (world > 1)
         self.waits = collections.Counter()
         self.error: str | None = None
         self._stop = threading.Event()
@@ -116,37 +118,31 @@ class LearnerWorker:
 
     def _next_batch(self, seconds: float, start: float, done: int) -> tuple[Any, float]:
         """The batch of the next update, or ``None`` when this ``train`` call ends; with the wait
-        spent starved. With ``world > 1`` rank 0 decides for all ranks (one broadcast)."""
+        spent starved. A rank waits for a batch while the call has time left (past it, only for
+        the call's first update). With ``world > 1`` the ranks then agree (one all-reduce) and
+        update only if every rank holds a batch; a rank whose batch goes unused keeps it for the
+        next call, so a rate-limited or starved peer ends the call for all instead of leaving the
+        others waiting in a gradient all-reduce."""
         from recore_dist import parallel
 
         waited = 0.0
-        if self.rank == 0:
-            batch = None
-            while True:
-                left = seconds - (time.perf_counter() - start)
-                if left <= 0 and done:
+        batch, self._held = self._held, None
+        while batch is None:
+            left = seconds - (time.perf_counter() - start)
+            if left <= 0 and done:
+                break
+            t = time.perf_counter()
+            try:
+                batch = self.batches.get(timeout=max(left, 0.05))
+            except queue.Empty:
+                if left <= 0:
                     break
-                t = time.perf_counter()
-                try:
-                    batch = self.batches.get(timeout=max(left, 0.05))
-                    waited += time.perf_counter() - t
-                    break
-                except queue.Empty:
-                    waited += time.perf_counter() - t
-                    if left <= 0:
-                        break
-            if self.world > 1:
-                parallel.broadcast_flag(batch is not None, self.learner.device)
-            return batch, waited
-        if not parallel.broadcast_flag(False, self.learner.device):
-            return None, 0.0
-        t = time.perf_counter()
-        try:
-            batch = self.batches.get(timeout=FOLLOWER_BATCH_TIMEOUT_S)
-        except queue.Empty:
-            raise RuntimeError(f"learner rank {self.rank}: no batch from the replay in {FOLLOWER_BATCH_TIMEOUT_S:.0f} s "
-                               f"(last sample error: {self.error})") from None
-        return batch, time.perf_counter() - t
+            finally:
+                waited += time.perf_counter() - t
+        if self.world > 1 and not parallel.all_true(batch is not None, self.learner.device):
+            self._held = batch
+            return None, waited
+        return batch, waited
 
     def train(self, seconds: float) -> dict[str, Any]:
         """Update for about ``seconds`` (at least one update if a batch arrives in that time)."""
@@ -219,11 +215,6 @@ class LearnerWorker:
 
     def close(self) -> None:
         self._stop.set()
-
-
-FOLLOWER_BATCH_TIMEOUT_S = 300.0
-"""Seconds a rank > 0 waits for its next batch once rank 0 has started an update (then it fails,
-and the group restarts from its checkpoint)."""
 
 
 def _existing_checkpoint(path: str | None) -> str | None:

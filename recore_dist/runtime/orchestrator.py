@@ -384,7 +384,11 @@ class Orchestrator:
             if kind in ("runner", "flush"):
                 print(f"recore-dist: env runner {ident} still busy at shutdown; its last call is dropped")
             elif kind == "learner":
-                self._on_learner(ref)
+                done, _ = ray.wait([ref], timeout=10 * rt.train_seconds + 30)
+                if done:
+                    self._on_learner(ref)
+                else:  # a rank stuck in a collective: the final evaluation uses the last weights
+                    print("recore-dist: the learner's last train call did not return at shutdown; it is dropped")
         pending.clear()
 
     # ------------------------------------------------------------------------------ results
