@@ -28,6 +28,8 @@ def test_promotes_after_a_full_window_at_the_threshold_and_lifts_the_limit_past_
     assert cur.cells == 4 and cur.success_rate() == pytest.approx(0.25)
     assert cur.observe(_episodes([1, 1])) and cur.cells is None  # 6 > max_cells: the full task
     assert not cur.observe(_episodes([1] * 10)) and cur.scalars()["train/curriculum_cells"] == -1.0
+    assert cur.success_rate() == 1.0  # lifted: the rate goes on, on the full task
+    assert not cur.observe(_episodes([0, 0, 1, 0])) and cur.scalars()["train/curriculum_success_rate"] == 0.25
     assert not cur.observe([{"return": 1.0}])  # episodes without an outcome (dm_control) do not count
     off = Curriculum(CurriculumConfig())
     assert off.cells is None and not off.observe(_episodes([1] * 50))

@@ -65,9 +65,11 @@ class Curriculum:
         """Count finished training episodes (their ``success``); True when the level changed."""
         changed = False
         for ep in episodes:
-            if self.level is None or "success" not in ep:
+            if "success" not in ep:
                 continue
             self.outcomes.append(bool(ep["success"]))
+            if self.level is None:  # lifted: the rate goes on as the full task's rolling success
+                continue
             rate = sum(self.outcomes) / len(self.outcomes)
             if len(self.outcomes) == self.cfg.window and rate >= self.cfg.threshold:
                 nxt = self.level + self.cfg.step_cells
@@ -78,7 +80,8 @@ class Curriculum:
         return changed
 
     def success_rate(self) -> float:
-        """Success rate of the recent episodes at this level (0 before any)."""
+        """Success rate of the last ``window`` training episodes at this level, or on the full task
+        once the limit is lifted (0 before any)."""
         return sum(self.outcomes) / len(self.outcomes) if self.outcomes else 0.0
 
     def scalars(self) -> dict[str, float]:
