@@ -143,7 +143,7 @@ def test_two_ranks_match_one_learner_on_the_concatenated_batch(objective, tmp_pa
 def _lockstep_rank(rank: int, port: int, out: str) -> None:
     """Rank 0 holds a batch, rank 1 none (its replay rate-limited): the call ends on both ranks
     within its time and rank 0 keeps its batch; once rank 1 has one, both update, rank 0 on the
-    batch it kept."""
+    batch it kept. Then the group's sample-error and rate-limit counts, summed over ranks."""
     import queue
     import time
     import types
@@ -152,7 +152,8 @@ def _lockstep_rank(rank: int, port: int, out: str) -> None:
 
     parallel.init(rank, 2, "127.0.0.1", port, device=torch.device("cpu"), timeout_s=60)
     worker = types.SimpleNamespace(batches=queue.Queue(), _held=None, world=2,
-                                   learner=types.SimpleNamespace(device=torch.device("cpu")))
+                                   learner=types.SimpleNamespace(device=torch.device("cpu")),
+                                   waits={"errors": 3 * rank, "rate_limited": 5 + rank})
     if rank == 0:
         worker.batches.put("b0")
     t = time.perf_counter()
@@ -161,7 +162,8 @@ def _lockstep_rank(rank: int, port: int, out: str) -> None:
     held = worker._held
     worker.batches.put(f"b{rank}-next")
     second, _ = LearnerWorker._next_batch(worker, 1.0, time.perf_counter(), 0)
-    torch.save({"first": first, "first_s": first_s, "held": held, "second": second}, out)
+    group = LearnerWorker._group_sampling(worker)
+    torch.save({"first": first, "first_s": first_s, "held": held, "second": second, "group": group}, out)
     parallel.shutdown()
 
 
@@ -180,3 +182,4 @@ def test_ranks_update_only_when_every_rank_holds_a_batch(tmp_path):
     assert r0["held"] == "b0" and r1["held"] is None
     assert r0["first_s"] < 10 and r1["first_s"] < 10  # the call's time, not a collective's timeout
     assert r0["second"] == "b0" and r1["second"] == "b1-next"
+    assert r0["group"] == r1["group"] == (3.0, 11.0)  # rank 1's sample errors reach rank 0's metrics

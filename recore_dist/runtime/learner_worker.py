@@ -11,8 +11,8 @@ Data-parallel (``ray.learners: N``, started by ``learner_group.LearnerGroup``): 
 ``train`` call runs in lock-step: before each update the ranks agree (one all-reduce) whether
 every rank holds a batch within the call's time, so all ranks make the same number of updates and
 meet in the same gradient all-reduces; no rank waits on a peer that the replay's rate limiter
-starves. Each rank samples its own batches. Only rank
-0 publishes weights, writes checkpoints and draws image summaries.
+starves. Each rank samples its own batches; rank 0's metrics count every rank's sample errors.
+Only rank 0 publishes weights, writes checkpoints and draws image summaries.
 """
 
 from __future__ import annotations
@@ -163,16 +163,29 @@ class LearnerWorker:
             if self.learner.updates % self.cfg.ray.publish_every == 0:
                 self._publish()
         elapsed = time.perf_counter() - start
+        sample_errors, rate_limited = self._group_sampling()
         out = {key: value / counts[key] for key, value in sums.items()}
         samples = done * self.cfg.learner.batch_size * self.world  # every rank's batch
         out.update({"learner/updates": float(self.learner.updates), "perf/updates_per_second": done / elapsed,
                     "perf/learner_starved_fraction": starved / elapsed,
                     "perf/samples_per_second": samples / elapsed,
                     "perf/replayed_steps_per_second": samples * self.cfg.learner.batch_length / elapsed,
-                    "learner/rate_limited_samples": float(self.waits["rate_limited"]),
-                    "learner/sample_errors": float(self.waits["errors"])})
+                    "learner/rate_limited_samples": rate_limited, "learner/sample_errors": sample_errors})
         return {"updates": done, "total_updates": self.learner.updates, "metrics": out, "weights": self.weights,
                 "error": self.error, "pid": os.getpid(), "rank": self.rank}
+
+    def _group_sampling(self) -> tuple[float, float]:
+        """The whole group's ``(sample errors, rate-limited samples)``, summed over ranks (one
+        all-gather at the end of a ``train`` call, which every rank reaches at the same update):
+        a rank whose replay keeps failing stalls every rank's updates, and rank 0's metrics are
+        the ones the driver logs."""
+        import torch
+
+        from recore_dist import parallel
+
+        mine = torch.tensor([[self.waits["errors"], self.waits["rate_limited"]]], dtype=torch.float64)
+        rows = parallel.gather_cat(mine.to(self.learner.device)).cpu() if self.world > 1 else mine
+        return float(rows[:, 0].sum()), float(rows[:, 1].sum())
 
     # ------------------------------------------------------------------------------ state
     def updates(self) -> int:
