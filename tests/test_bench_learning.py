@@ -96,3 +96,30 @@ def test_bench_learn_seeds_at_a_frame_budget_aggregate_and_read_back(tmp_path):
     assert set(agg["targets"]) == {"mean_train_at_least_dreamerv3", "every_seed_heldout_0.8x_train"}
     again = _cli(*args, "--stamp", result["stamp"], timeout=300)  # finished: read back, not retrained
     assert again["runs"] == result["runs"]
+
+
+def test_bench_learn_plans_runs_seed_major():
+    """Every method's seed 0 runs before any method's seed 1: a campaign cut by a session's end
+    holds matched pairs. One seed keeps the preset's own seed (None)."""
+    from recore_dist.bench.learn import plan_jobs
+
+    assert plan_jobs(["recore", "recon"], 5, 3) == [("recore", 5), ("recon", 5), ("recore", 6), ("recon", 6),
+                                                    ("recore", 7), ("recon", 7)]
+    assert plan_jobs(["recore", "recon"], 0, 1) == [("recore", None), ("recon", None)]
+    assert plan_jobs([None], 0, 2) == [(None, 0), (None, 1)]
+
+
+def test_bench_learn_failed_runs_are_reported_together_and_start_nothing_more(tmp_path):
+    """A run whose process fails (iGibson is not installed here) stops new runs from starting; the
+    runs already going finish, then every failure is raised with its run's name and log tail."""
+    from recore_dist.bench.learn import run_bench
+
+    overrides = [f"logdir={tmp_path}", "env.name=igibson:pointnav", "learner.model.size=xxs",
+                 "learner.compile=false"]
+    with pytest.raises(RuntimeError) as err:
+        run_bench(config_path="configs/bench_learn.yaml", overrides=overrides, frames=400, episodes=1,
+                  methods=["recore", "recon"], seeds=2, parallel=True, progress=False, stamp="fail")
+    text = str(err.value)
+    order = ["fail-recore-s0", "fail-recon-s0", "fail-recore-s1", "fail-recon-s1"]
+    started = order[:min(len(order), len(os.sched_getaffinity(0)))]  # one run per core at once
+    assert [n for n in order if f"{n}: " in text] == started  # each failure named, none started after

@@ -45,6 +45,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,13 @@ def _collect(proc: subprocess.Popen, method: str, log: Path | None) -> dict[str,
     return json.loads(out.strip().splitlines()[-1])
 
 
+def plan_jobs(methods: list[str | None], base_seed: int, seeds: int) -> list[tuple[str | None, int | None]]:
+    """The (method, seed) runs in the order they start: seed-major (every method's first seed, then
+    every method's second, ...), so a campaign cut short (a session's end; runs resume with
+    ``--stamp``) holds matched (method, seed) pairs so far. One seed: the preset's own (None)."""
+    return [(m, base_seed + i if seeds > 1 else None) for i in range(seeds) for m in methods]
+
+
 def run_bench(*, config_path: str, overrides: list[str], minutes: float | None = None, frames: int | None = None,
               episodes: int | None = None, methods: list[str] | None = None, seeds: int = 1,
               parallel: bool = False, progress: bool = True, stamp: str | None = None) -> dict[str, Any]:
@@ -235,7 +243,7 @@ def run_bench(*, config_path: str, overrides: list[str], minutes: float | None =
         raise ValueError(f"unknown methods {unknown}; known: {list(OBJECTIVES)}")
     base_seed = config_lib.load(TrainConfig, config_path, list(overrides)).seed
     names = list(methods) if methods else [None]
-    jobs = [(m, base_seed + i if seeds > 1 else None) for m in names for i in range(seeds)]
+    jobs = plan_jobs(names, base_seed, seeds)
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
     cores = sorted(os.sched_getaffinity(0))
     slots = min(len(jobs), len(cores)) if parallel else 1
@@ -255,23 +263,36 @@ def run_bench(*, config_path: str, overrides: list[str], minutes: float | None =
         print(f"[bench learn] {len(jobs)} runs, {slots} at once, {share} core(s) each; logs in {logs}/{stamp}-*.log",
               file=sys.stderr, flush=True)
     results: dict[str, dict[str, Any]] = {}
+    failures: list[str] = []
     pending = list(specs)
-    running: list[tuple[str, subprocess.Popen, Path | None, list[int]]] = []
     free = [cores[j * share:(j + 1) * share] for j in range(slots)]
-    while pending or running:
-        while pending and free:
-            name, spec, log = pending.pop(0)
-            mine = free.pop(0)
-            if parallel:
-                spec = {**spec, "overrides": spec["overrides"] + [f"torch_threads={len(mine)}"]}
-            elif progress:
-                budget = " and ".join(b for b in (f"{minutes:g} min" if minutes else "",
-                                                  f"{frames:,} frames" if frames else "") if b)
-                print(f"[bench learn] {name}: {budget} ...", file=sys.stderr, flush=True)
-            running.append((name, _start(spec, mine if parallel else None, log), log, mine))
-        name, proc, log, mine = running.pop(0)
-        results[name] = _collect(proc, name, log)
-        free.append(mine)
+    # a thread per running process reads its stdout; the next run starts on whichever core frees first.
+    # After a failure no new run starts, the running ones finish (nothing they trained is lost), then
+    # the failures are raised together.
+    with ThreadPoolExecutor(max_workers=slots) as pool:
+        running: dict[Future, tuple[str, list[int]]] = {}
+        while (pending and not failures) or running:
+            while pending and free and not failures:
+                name, spec, log = pending.pop(0)
+                mine = free.pop(0)
+                if parallel:
+                    spec = {**spec, "overrides": spec["overrides"] + [f"torch_threads={len(mine)}"]}
+                elif progress:
+                    budget = " and ".join(b for b in (f"{minutes:g} min" if minutes else "",
+                                                      f"{frames:,} frames" if frames else "") if b)
+                    print(f"[bench learn] {name}: {budget} ...", file=sys.stderr, flush=True)
+                proc = _start(spec, mine if parallel else None, log)
+                running[pool.submit(_collect, proc, name, log)] = (name, mine)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name, mine = running.pop(future)
+                free.append(mine)
+                try:
+                    results[name] = future.result()
+                except (RuntimeError, ValueError) as err:  # a failed run, or output that is not its JSON
+                    failures.append(f"{name}: {err}")
+    if failures:
+        raise RuntimeError("\n".join(failures))
     runs: dict[str, list[dict[str, Any]]] = {}
     for name, _, _ in specs:
         row = results[name]
