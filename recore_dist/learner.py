@@ -205,6 +205,13 @@ class Learner:
         of ~40 small ops (GRU gates, softmax, unimix, inverse-CDF sampling, one-hot). They are
         compiled as instance attributes, so parameter names, checkpoints and policy snapshots are
         unchanged. Latent SAC does not imagine, so only the posterior step is compiled for it."""
+        # The per-term gradient diagnostics (``term_gradients``) backpropagate each loss with
+        # ``retain_graph=True`` before the update's own backward. AOT autograd's donated buffers free
+        # saved tensors during the first backward and refuse a retained graph (torch 2.13 raises for
+        # xs in bfloat16: found by the issue-24 runs), so they are off for compiled learners.
+        import torch._functorch.config as functorch_config
+
+        functorch_config.donated_buffer = False
         rssm = self.objective.wm.rssm
         rssm.obs_step = torch.compile(rssm.obs_step, dynamic=False)
         if not self.sac:

@@ -143,3 +143,20 @@ def test_compiled_steps_match_eager(actor_grad):
     for _ in range(2):
         metrics = compiled.update(batch)
     assert all(math.isfinite(v) for v in metrics.values()) and compiled.updates == 2
+
+
+def test_compiled_learner_logs_term_gradients_in_bfloat16():
+    """The per-term gradient norms retain the graph before the update's backward; the cartpole
+    benchmark's compiled xs learner in bfloat16 must take that update. torch's donated buffers made
+    it raise at the first update (issue-24 runs)."""
+    from recore_dist import config as config_lib
+    from recore_dist.runtime.config import TrainConfig
+
+    cfg = config_lib.load(TrainConfig, "configs/bench_learn.yaml",
+                          ["learner.precision=bfloat16"]).learner
+    assert cfg.compile and cfg.model.size == "xs" and cfg.grad_diagnostics_every > 0
+    learner = Learner(cfg, Spaces(action_dim=1))
+    metrics = learner.update(synthetic_batch(b=16, t=32, size=64))  # the preset's shape (B2 x T4 did not raise)
+    assert learner.updates == 1 and metrics["learner/skipped"] == 0
+    assert {"grad/contrastive", "grad/depth", "grad/reward"} <= set(metrics)
+    assert all(math.isfinite(metrics[k]) and metrics[k] > 0 for k in ("grad/contrastive", "grad/depth"))
