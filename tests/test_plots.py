@@ -133,3 +133,28 @@ def test_seeds_of_a_method_are_one_mean_line_with_an_interval_and_frames_count_t
 
     label_by_differences(runs)
     assert [r.label for r in runs] == ["recore", "recore", "recore", "recon"]
+
+
+def test_minutes_of_a_run_stopped_and_resumed_count_training_time_only(tmp_path):
+    """A run cut at step 5 (a session's end) and resumed an hour later from its step-3 checkpoint:
+    its event files hold both sessions. The minutes axis cuts the silence out, and the steps redone
+    after the resume replace the lost ones, so the axis is the run's training time."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from recore_dist.report.curves import active_minutes, read_scalars
+
+    t0 = 1_800_000_000.0
+    first = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(6):  # one event a minute
+        first.add_scalar("eval_policy_train/return", float(step), step, walltime=t0 + 60.0 * step)
+    first.close()
+    second = SummaryWriter(str(tmp_path / "tb"), filename_suffix=".resumed")
+    for step in range(4, 8):  # resumed from the checkpoint after step 3, 90 minutes later
+        second.add_scalar("eval_policy_train/return", 10.0 + step, step, walltime=t0 + 60.0 * (90 + step))
+    second.close()
+    points = read_scalars(tmp_path / "tb")["eval_policy_train/return"]
+    assert [p[0] for p in points] == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert [p[2] for p in points] == [0.0, 1.0, 2.0, 3.0, 14.0, 15.0, 16.0, 17.0]  # the redone steps
+    assert [round(p[1], 6) for p in points] == [0.0, 1.0, 2.0, 3.0, 3.0, 4.0, 5.0, 6.0]  # no 90-minute jump
+    assert active_minutes([0.0, 60.0, 660.0, 720.0]) == {0.0: 0.0, 60.0: 1.0, 660.0: 11.0, 720.0: 12.0}  # 10 min kept
+    assert active_minutes([0.0, 60.0, 661.0]) == {0.0: 0.0, 60.0: 1.0, 661.0: 1.0}  # just over 10: cut

@@ -15,7 +15,11 @@ tasks the frames figure also draws DreamerV3's reference return curve for the cl
 (:mod:`recore_dist.report.reference`) as a dashed black line.
 
 Wall-clock is measured from the run's first logged event (every scalar's wall time is stored in
-the event file), so periodic evaluation and checkpoint time are inside it, as in the budget.
+the event file), so periodic evaluation and checkpoint time are inside it, as in the budget. A
+silence of more than ``MAX_SILENCE_MINUTES`` between consecutive events is a run stopped and
+resumed from its checkpoint later (a session's end): it is cut out, and the steps redone after the
+resume replace the lost ones (:func:`drop_orphans`), so the minutes axis is the run's training
+time, as the resumed budget counts it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 SPLITS = ("train", "heldout")
+MAX_SILENCE_MINUTES = 10.0
+"""A longer gap between a run's consecutive events is a stop and resume, not training time: runs
+log every few updates and a periodic evaluation takes 1-2 minutes on 2 cores."""
 METRICS = {"return": "return", "success": "success rate", "spl": "SPL"}
 SUMMARY_KEY = {"return": "return", "success": "sr", "spl": "spl"}  # fixed_eval summary names
 
@@ -56,10 +63,37 @@ def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float, float]]]:
     tags = acc.Tags()["scalars"]
     if not tags:
         raise ValueError(f"{tb_dir}: the event files hold no scalars")
-    events = {tag: acc.Scalars(tag) for tag in tags}
-    start = min(e.wall_time for evs in events.values() for e in evs)
-    return {tag: [(int(e.step), (e.wall_time - start) / 60.0, float(e.value)) for e in evs]
+    events = {tag: drop_orphans(acc.Scalars(tag)) for tag in tags}
+    minutes = active_minutes([e.wall_time for evs in events.values() for e in evs])
+    return {tag: [(int(e.step), minutes[e.wall_time], float(e.value)) for e in evs]
             for tag, evs in events.items()}
+
+
+def drop_orphans(events: list) -> list:
+    """One tag's events in wall-time order without the orphans of a restart: when a step comes
+    after a larger one (a run resumed from an earlier checkpoint), the earlier events at that step
+    and beyond are dropped, the redone ones kept. TensorBoard does this only on a SessionLog.START
+    event, which torch's SummaryWriter does not write."""
+    kept: list = []
+    for event in sorted(events, key=lambda e: e.wall_time):
+        while kept and kept[-1].step >= event.step:
+            kept.pop()
+        kept.append(event)
+    return kept
+
+
+def active_minutes(wall_times: list[float], max_silence: float = MAX_SILENCE_MINUTES) -> dict[float, float]:
+    """Minutes since the first event, for each wall time, with every silence longer than
+    ``max_silence`` minutes between consecutive events cut out (a stop and a later resume)."""
+    out: dict[float, float] = {}
+    elapsed, previous = 0.0, None
+    for t in sorted(set(wall_times)):
+        if previous is not None:
+            gap = (t - previous) / 60.0
+            elapsed += gap if gap <= max_silence else 0.0
+        out[t] = elapsed
+        previous = t
+    return out
 
 
 def label_of(logdir: Path) -> str:
