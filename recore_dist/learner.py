@@ -208,10 +208,12 @@ class Learner:
         # The per-term gradient diagnostics (``term_gradients``) backpropagate each loss with
         # ``retain_graph=True`` before the update's own backward. AOT autograd's donated buffers free
         # saved tensors during the first backward and refuse a retained graph (torch 2.13 raises for
-        # xs in bfloat16: found by the issue-24 runs), so they are off for compiled learners.
-        import torch._functorch.config as functorch_config
+        # xs in bfloat16: found by the issue-24 runs), so they are off when the diagnostics are on
+        # (process-wide: the flag is read when a graph compiles, at its first call).
+        if self.cfg.grad_diagnostics_every:
+            import torch._functorch.config as functorch_config
 
-        functorch_config.donated_buffer = False
+            functorch_config.donated_buffer = False
         rssm = self.objective.wm.rssm
         rssm.obs_step = torch.compile(rssm.obs_step, dynamic=False)
         if not self.sac:

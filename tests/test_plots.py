@@ -136,7 +136,7 @@ def test_seeds_of_a_method_are_one_mean_line_with_an_interval_and_frames_count_t
 
 
 def test_minutes_of_a_run_stopped_and_resumed_count_training_time_only(tmp_path):
-    """A run cut at step 5 (a session's end) and resumed an hour later from its step-3 checkpoint:
+    """A run cut at step 5 (a session's end) and resumed 90 minutes later from its step-3 checkpoint:
     its event files hold both sessions. The minutes axis cuts the silence out, and the steps redone
     after the resume replace the lost ones, so the axis is the run's training time."""
     from torch.utils.tensorboard import SummaryWriter
