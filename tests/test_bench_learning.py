@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,10 +117,17 @@ def test_bench_learn_failed_runs_are_reported_together_and_start_nothing_more(tm
 
     overrides = [f"logdir={tmp_path}", "env.name=igibson:pointnav", "learner.model.size=xxs",
                  "learner.compile=false"]
+    earlier = Path("runs/bench_learn_logs/fail-recore-s0.log")  # an earlier (interrupted) start's log
+    earlier.parent.mkdir(parents=True, exist_ok=True)
+    earlier.write_text("an earlier start of this run\n")
     with pytest.raises(RuntimeError) as err:
         run_bench(config_path="configs/bench_learn.yaml", overrides=overrides, frames=400, episodes=1,
                   methods=["recore", "recon"], seeds=2, parallel=True, progress=False, stamp="fail")
     text = str(err.value)
+    log = earlier.read_text()
+    earlier.unlink()
+    assert log.startswith("an earlier start of this run\n[bench learn] ")  # a resumed run appends to its log
+    assert "start on cores [" in log and "igibson" in log.lower()
     order = ["fail-recore-s0", "fail-recon-s0", "fail-recore-s1", "fail-recon-s1"]
     started = order[:min(len(order), len(os.sched_getaffinity(0)))]  # one run per core at once
     assert [n for n in order if f"{n}: " in text] == started  # each failure named, none started after

@@ -201,7 +201,8 @@ def _start(spec: dict[str, Any], cores: list[int] | None, log: Path | None) -> s
         cmd = ["taskset", "-c", ",".join(map(str, cores)), *cmd]
     if log is None:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    with open(log, "w") as stderr:  # the child keeps its own descriptor
+    with open(log, "a") as stderr:  # the child keeps its own descriptor; a resumed run appends to its log
+        print(f"[bench learn] {time.strftime('%Y-%m-%d %H:%M:%S')} start on cores {cores}", file=stderr, flush=True)
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
 
 
