@@ -59,6 +59,10 @@ def format_table(result: dict[str, Any]) -> str:
         if nav:
             line += f"{s['sr']:>7.2f}{s['spl']:>7.2f}"
         lines.append(line)
+    for name, s in splits.items():
+        if "actor_saturated" in s:
+            lines.append(f"actor on {name}: mean at the bound (|tanh| > 0.99) {s['actor_saturated']:.0%} of steps, "
+                         f"mean 1 - tanh^2 {s['actor_tanh_grad']:.3f}, median std {s['actor_std']:.2f}")
     if "video" in result:
         lines.append(f"video: {result['video']}")
     return "\n".join(lines)

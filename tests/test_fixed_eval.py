@@ -80,3 +80,43 @@ def test_learned_random_and_blind_on_both_splits():
         evaluate_policies(cfg, spaces, None, episodes=1, policies=("learned",))
     with pytest.raises(ValueError, match="unknown"):
         evaluate_policies(cfg, spaces, None, episodes=1, policies=("expert",))
+
+
+def test_evaluation_reports_how_saturated_the_actors_mean_is():
+    """A bounded actor whose pre-tanh mean is 5 everywhere sits at the bound (saturated 1, tanh
+    gradient 1 - tanh(5)^2); one whose mean is 0 does not (saturated 0, gradient 1). The std is
+    the actor's bounded std at logit 0: 0.9 sigmoid(2) + 0.1. Random policies report nothing."""
+    import math
+
+    from recore_dist import config as config_lib
+    from recore_dist.learner import Learner
+    from recore_dist.runtime.config import TrainConfig
+    from recore_dist.runtime.env_factory import make_envs, spaces_of
+    from recore_dist.evaluate import format_table
+    from recore_dist.runtime.fixed_eval import evaluate_policies
+
+    cfg = config_lib.load(TrainConfig, "configs/bench_nav.yaml",
+                          ["env.size=32", "learner.model.image_size=32", "learner.model.size=xxs",
+                           "learner.compile=false"])
+    envs = make_envs(cfg, "train", 1, 0)
+    spaces = spaces_of(envs)
+    envs.close()
+    weights = Learner(cfg.learner, spaces).policy_weights()
+    head = [k for k, v in weights.items() if k.startswith("actor.") and k.endswith(".weight") and v.ndim == 2][-1]
+    assert weights[head].shape[0] == 2 * spaces.action_dim  # mean and std logits
+    std = 0.9 / (1 + math.exp(-2.0)) + 0.1
+    for pre_tanh, saturated, grad in ((5.0, 1.0, 1 - math.tanh(5.0) ** 2), (0.0, 0.0, 1.0)):
+        weights[head] = np.zeros_like(weights[head])
+        bias = np.zeros(2 * spaces.action_dim, np.float32)
+        bias[:spaces.action_dim] = pre_tanh
+        weights[head.replace(".weight", ".bias")] = bias
+        results = evaluate_policies(cfg, spaces, weights, episodes=1, splits=("heldout",),
+                                    policies=("learned", "random"), env_options={"max_steps": 10})
+        learned = results["learned"]["heldout"]
+        assert learned["actor_saturated"] == saturated
+        assert learned["actor_tanh_grad"] == pytest.approx(grad, rel=1e-4, abs=1e-6)
+        assert learned["actor_std"] == pytest.approx(std, rel=1e-5)
+        assert "actor_saturated" not in results["random"]["heldout"]
+        table = format_table({"env": cfg.env.name, "checkpoint": "ckpt", "updates": 0, "env_steps": 0,
+                              "splits": results["learned"]})
+        assert f"actor on heldout: mean at the bound (|tanh| > 0.99) {saturated:.0%} of steps" in table

@@ -154,6 +154,45 @@ def summary(episodes: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+class ActorOutputs:
+    """Statistics of a continuous actor's outputs at the states a policy visits in mode.
+
+    A bounded (or tanh-squashed) actor whose mean sits at +-1 acts as a constant action and its
+    REINFORCE gradient on the pre-tanh mean is scaled by ``1 - tanh^2``: at a pre-tanh mean of 3.5
+    that is 0.004 of its size at 0, so such a policy moves slowly out of the bound (issue 24's
+    cartpole runs). Reported per split beside the return: ``actor_saturated`` (fraction of
+    steps x action dims with ``|tanh(mean)| > 0.99``), ``actor_tanh_grad`` (mean ``1 - tanh^2``
+    of the pre-tanh mean) and ``actor_std`` (median std). Discrete actors report nothing.
+    """
+
+    SATURATED = 0.99
+
+    def __init__(self, policy) -> None:
+        self.squashed: list[torch.Tensor] = []
+        self.std: list[torch.Tensor] = []
+        self._hook = policy.net.actor.register_forward_hook(self._record)
+
+    def _record(self, module, inputs, dist) -> None:
+        from recore_dist.behavior.distributions import BoundedNormal, TanhNormal
+
+        if isinstance(dist, BoundedNormal):  # its mean is already tanh(pre-tanh mean)
+            self.squashed.append(dist.mean.detach().float().reshape(-1))
+        elif isinstance(dist, TanhNormal):  # its mean is the pre-tanh mean
+            self.squashed.append(torch.tanh(dist.mean.detach().float()).reshape(-1))
+        else:
+            return
+        self.std.append(dist.std.detach().float().reshape(-1))
+
+    def close(self) -> dict[str, float]:
+        self._hook.remove()
+        if not self.squashed:
+            return {}
+        mean, std = torch.cat(self.squashed), torch.cat(self.std)
+        return {"actor_saturated": float((mean.abs() > self.SATURATED).float().mean()),
+                "actor_tanh_grad": float((1.0 - mean.square()).mean()),
+                "actor_std": float(std.median())}
+
+
 def has_goal_vector(env_name: str) -> bool:
     """Whether the blind goal-vector baseline applies (point-goal navigation tasks)."""
     return env_name.startswith(("nav:", "igibson:"))
@@ -192,12 +231,16 @@ def evaluate_policies(cfg, spaces, weights: dict | None, *, episodes: int, split
                     policy.load(weights, 0)
                 elif kind == "blind":
                     policy = GoalVectorController(plan.num_envs)
-                with torch.random.fork_rng(devices=[]):  # the posterior samples, seeded; the caller's RNG untouched
-                    torch.manual_seed(plan.seed)
-                    eps = run_plan(envs, plan, policy, random=kind == "random")
+                outputs = ActorOutputs(policy) if kind == "learned" else None
+                try:
+                    with torch.random.fork_rng(devices=[]):  # the posterior samples, seeded; the caller's RNG untouched
+                        torch.manual_seed(plan.seed)
+                        eps = run_plan(envs, plan, policy, random=kind == "random")
+                finally:
+                    actor = outputs.close() if outputs else {}
                 results.setdefault(kind, {})[split] = {**summary(eps), "episodes": float(len(eps)),
                                                        "scenes": float(len(plan.scenes or ())),
-                                                       "per_scene": float(plan.per_env)}
+                                                       "per_scene": float(plan.per_env), **actor}
         finally:
             envs.close()
     return results
