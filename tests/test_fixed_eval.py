@@ -51,11 +51,11 @@ def test_every_policy_meets_the_same_episodes():
     assert s["return_se"] > 0.0 and s["episodes"] == 8.0
 
 
-def test_learned_random_and_blind_on_both_splits():
+def _small_nav_learner():
+    """The navigation preset at 32 px with an xxs model: ``(cfg, spaces, learner)``."""
     from recore_dist import config as config_lib
     from recore_dist.learner import Learner
     from recore_dist.runtime.config import TrainConfig
-    from recore_dist.runtime.fixed_eval import evaluate_policies
     from recore_dist.runtime.env_factory import make_envs, spaces_of
 
     cfg = config_lib.load(TrainConfig, "configs/bench_nav.yaml",
@@ -64,7 +64,13 @@ def test_learned_random_and_blind_on_both_splits():
     envs = make_envs(cfg, "train", 1, 0)
     spaces = spaces_of(envs)
     envs.close()
-    learner = Learner(cfg.learner, spaces)
+    return cfg, spaces, Learner(cfg.learner, spaces)
+
+
+def test_learned_random_and_blind_on_both_splits():
+    from recore_dist.runtime.fixed_eval import evaluate_policies
+
+    cfg, spaces, learner = _small_nav_learner()
     results = evaluate_policies(cfg, spaces, learner.policy_weights(), episodes=4, env_options={"max_steps": 20})
     assert set(results) == {"learned", "random", "blind"}
     for policy, splits in results.items():
@@ -88,20 +94,11 @@ def test_evaluation_reports_how_saturated_the_actors_mean_is():
     the actor's bounded std at logit 0: 0.9 sigmoid(2) + 0.1. Random policies report nothing."""
     import math
 
-    from recore_dist import config as config_lib
-    from recore_dist.learner import Learner
-    from recore_dist.runtime.config import TrainConfig
-    from recore_dist.runtime.env_factory import make_envs, spaces_of
     from recore_dist.evaluate import format_table
     from recore_dist.runtime.fixed_eval import evaluate_policies
 
-    cfg = config_lib.load(TrainConfig, "configs/bench_nav.yaml",
-                          ["env.size=32", "learner.model.image_size=32", "learner.model.size=xxs",
-                           "learner.compile=false"])
-    envs = make_envs(cfg, "train", 1, 0)
-    spaces = spaces_of(envs)
-    envs.close()
-    weights = Learner(cfg.learner, spaces).policy_weights()
+    cfg, spaces, learner = _small_nav_learner()
+    weights = learner.policy_weights()
     head = [k for k, v in weights.items() if k.startswith("actor.") and k.endswith(".weight") and v.ndim == 2][-1]
     assert weights[head].shape[0] == 2 * spaces.action_dim  # mean and std logits
     std = 0.9 / (1 + math.exp(-2.0)) + 0.1
