@@ -158,3 +158,31 @@ def test_minutes_of_a_run_stopped_and_resumed_count_training_time_only(tmp_path)
     assert [round(p[1], 6) for p in points] == [0.0, 1.0, 2.0, 3.0, 3.0, 4.0, 5.0, 6.0]  # no 90-minute jump
     assert active_minutes([0.0, 60.0, 660.0, 720.0]) == {0.0: 0.0, 60.0: 1.0, 660.0: 11.0, 720.0: 12.0}  # 10 min kept
     assert active_minutes([0.0, 60.0, 661.0]) == {0.0: 0.0, 60.0: 1.0, 661.0: 1.0}  # just over 10: cut
+
+
+def test_figure_legend_of_two_seed_groups_fits_the_figure():
+    """Two methods with seeds make six long legend entries; four columns of them overflow a
+    10-inch figure (issue 24's first plot cut both ends), the chosen columns fit it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from recore_dist.report.curves import legend_columns
+
+    labels = ["recore (mean of 3 seeds, 95% CI)", "recore, final (10 ep.)", "random policy",
+              "recon (mean of 2 seeds, 95% CI)", "recon, final (10 ep.)", "DreamerV3, clean task (10 seeds)"]
+
+    def fits(ncol: int) -> bool:
+        fig, ax = plt.subplots(1, 2, figsize=(10.0, 3.2))
+        handles = [ax[0].plot([0, 1], [0, 1], label=lab)[0] for lab in labels]
+        legend = fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
+        fig.canvas.draw()
+        box, width = legend.get_window_extent(), fig.bbox.width
+        plt.close(fig)
+        return box.x0 >= 0 and box.x1 <= width
+
+    assert not fits(4)
+    ncol = legend_columns(labels, 10.0)
+    assert 1 <= ncol < 4 and fits(ncol)
+    assert legend_columns(["a", "b"], 10.0) == 2 and legend_columns([], 10.0) == 1

@@ -206,6 +206,13 @@ def mean_band(curves: list[list[tuple[float, float]]]) -> tuple[list[float], lis
     return grid, ys.mean(axis=0).tolist(), [bootstrap_ci(ys[:, j], resamples=1000) for j in range(len(grid))]
 
 
+def legend_columns(labels: list[str], width_inches: float, *, chars_per_inch: float = 11.0) -> int:
+    """Columns for a figure legend of ``labels`` that fit the figure's width (at most 4): about
+    ``chars_per_inch`` characters of the default 10 pt font per inch, plus ~6 for each entry's handle."""
+    longest = max((len(lab) for lab in labels), default=1) + 6
+    return max(1, min(len(labels), 4, int(width_inches * chars_per_inch // longest)))
+
+
 def plot_runs(runs: list[Run], out: str | Path, *, title: str | None = None) -> list[Path]:
     """Write ``eval_vs_frames.png`` and ``eval_vs_minutes.png`` under ``out``; returns their paths."""
     import matplotlib
@@ -271,11 +278,11 @@ def plot_runs(runs: list[Run], out: str | Path, *, title: str | None = None) -> 
                 if lab not in handles:
                     handles[lab] = h
                     labels.append(lab)
-        fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=min(len(labels), 4),
-                   frameon=False)
+        ncol = legend_columns(labels, fig.get_figwidth())
+        fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=ncol, frameon=False)
         if title:
             fig.suptitle(title)
-        footer = 0.06 * ((len(labels) + 3) // 4)
+        footer = 0.06 * -(-len(labels) // ncol)
         if axis == 0 and reference is not None:
             fig.text(0.01, 0.005, SOURCE, fontsize=6, color="grey")
         fig.tight_layout(rect=(0, footer, 1, 1))
