@@ -170,20 +170,17 @@ class ActorOutputs:
     def __init__(self, policy) -> None:
         self.squashed: list[torch.Tensor] = []
         self.std: list[torch.Tensor] = []
-        self._hook = policy.net.actor.register_forward_hook(self._record)
+        actor = policy.net.actor
+        self._hook = None if actor.discrete else actor.register_forward_hook(self._record)
 
     def _record(self, module, inputs, dist) -> None:
-        from recore_dist.behavior.distributions import BoundedNormal, TanhNormal
-
-        if isinstance(dist, BoundedNormal):  # its mean is already tanh(pre-tanh mean)
-            self.squashed.append(dist.mean.detach().float().reshape(-1))
-        elif isinstance(dist, TanhNormal):  # its mean is the pre-tanh mean
-            self.squashed.append(torch.tanh(dist.mean.detach().float()).reshape(-1))
-        else:
-            return
+        # both continuous distributions' mode is the squashed mean, tanh(pre-tanh mean)
+        self.squashed.append(dist.mode().detach().float().reshape(-1))
         self.std.append(dist.std.detach().float().reshape(-1))
 
     def close(self) -> dict[str, float]:
+        if self._hook is None:
+            return {}
         self._hook.remove()
         if not self.squashed:
             return {}
